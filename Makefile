@@ -1,0 +1,46 @@
+# Fresh machine: `make demo` or `make test` create .venv and install everything they need.
+# torch==2.13.0 goes in first: a local CPU wheel satisfies it, while any looser spec would pull a
+# multi-GB CUDA build from the registry.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_DIR ?= ../shared/data
+
+.PHONY: install demo test test-fast lint format stsb clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/sbert-siamese demo
+
+# The whole suite: fast tests plus the `slow` real-data checks, which skip cleanly when
+# $(DATA_DIR) is absent.
+test: $(STAMP)
+	SBERT_SIAMESE_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check sbert_siamese tests recipes
+	$(BIN)/ruff format --check sbert_siamese tests recipes
+
+format: $(STAMP)
+	$(BIN)/ruff format sbert_siamese tests recipes
+	$(BIN)/ruff check --fix sbert_siamese tests recipes
+
+# The STS-B quality-bar run on the real data (about 5 minutes on 2 cores).
+stsb: $(STAMP)
+	$(BIN)/sbert-siamese train recipes/stsb_cosine.yaml --data-dir $(DATA_DIR)/stsbenchmark \
+		--output-dir runs/stsb_cosine --overwrite
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,299 @@
+"""The ``sbert-siamese`` command line: train, evaluate, encode, demo.
+
+The CLI is the only place that configures logging and prints; errors of our own types end the command
+with a one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, DataError, SbertSiameseError
+
+log = logging.getLogger("sbert_siamese.cli")
+
+DEFAULT_STS_FILES = {"stsb": "sts-test.csv"}
+
+
+def _quiet_libraries() -> None:
+    """Keep third-party chatter (weight-loading bars, hub warnings) out of our output."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except Exception:  # pragma: no cover - transformers is a hard dependency
+        pass
+
+
+# ---------------------------------------------------------------------------------------------- train
+def cmd_train(args) -> int:
+    from .config import load_recipe, parse_overrides
+    from .training import train
+
+    overrides = parse_overrides(args.set or [])
+    for key in ("data_dir", "output_dir", "model", "epochs", "max_steps", "seed"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = value
+    if args.overwrite:
+        overrides["overwrite"] = True
+    config = load_recipe(args.recipe, overrides)
+    result = train(config, show_progress_bar=not args.quiet)
+    if result.output_dir is not None and _is_main_process():
+        log.info("model, metrics.json and recipe.yaml written to %s", result.output_dir)
+        print(json.dumps(_headline(result.metrics), indent=2))
+    return 0
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _headline(metrics: dict) -> dict:
+    keys = [k for k in metrics if k.endswith("spearman_cosine")] + [
+        "train/steps",
+        "train/seconds",
+        "train/pairs_per_second",
+    ]
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+def cmd_evaluate(args) -> int:
+    from .data import Columns, ScoreRange, load_pairs
+    from .encoder import SiameseEncoder
+    from .evaluation import STSEvaluator
+
+    if args.task != "sts":
+        raise ConfigError(f"unknown task {args.task!r}; valid: sts")
+    source = args.file or DEFAULT_STS_FILES.get(args.data_format)
+    if source is None:
+        raise ConfigError(f"--file is required with --data-format {args.data_format}")
+    columns = Columns(args.text_a_column, args.text_b_column, args.score_column)
+    examples = load_pairs(
+        source, args.data_format, args.data_dir, columns, ScoreRange(args.score_min, args.score_max)
+    )
+    encoder = SiameseEncoder.from_pretrained(args.model)
+    evaluator = STSEvaluator.from_examples(
+        examples, args.name, batch_size=args.batch_size, show_progress_bar=not args.quiet
+    )
+    metrics = evaluator(encoder)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- encode
+def read_texts(path: str | Path, column: str = "text") -> list[str]:
+    """Texts from .txt (one per line), .csv/.tsv (a header with ``column``) or .jsonl (key ``column``)."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", str(path))
+    suffix = path.suffix.lower()
+    try:
+        content = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError("invalid UTF-8 (expected UTF-8 text)", str(path), line) from None
+    if suffix == ".txt":
+        texts = [line for line in content.splitlines() if line.strip()]
+    elif suffix in (".csv", ".tsv"):
+        delimiter = "," if suffix == ".csv" else "\t"
+        quoting = csv.QUOTE_MINIMAL if suffix == ".csv" else csv.QUOTE_NONE
+        rows = list(csv.reader(content.splitlines(), delimiter=delimiter, quoting=quoting))
+        if not rows:
+            raise DataError("file is empty; expected a header line", str(path))
+        header = [h.strip() for h in rows[0]]
+        if column not in header:
+            raise DataError(f"no column {column!r} in the header; found {header}", str(path), 1)
+        col = header.index(column)
+        texts = []
+        for line_no, row in enumerate(rows[1:], start=2):
+            if len(row) <= col:
+                raise DataError(f"expected {len(header)} fields, found {len(row)}", str(path), line_no)
+            texts.append(row[col])
+    elif suffix == ".jsonl":
+        texts = []
+        for line_no, line in enumerate(content.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"invalid JSON ({exc.msg})", str(path), line_no) from None
+            if not isinstance(row, dict) or column not in row:
+                raise DataError(f"expected a JSON object with key {column!r}", str(path), line_no)
+            texts.append(str(row[column]))
+    else:
+        raise ConfigError(f"{path}: unsupported input type {suffix!r}; use .txt, .csv, .tsv or .jsonl")
+    if not texts:
+        raise DataError("no texts found", str(path))
+    return texts
+
+
+def cmd_encode(args) -> int:
+    from .encoder import SiameseEncoder
+
+    texts = read_texts(args.input, args.column)
+    encoder = SiameseEncoder.from_pretrained(args.model)
+    embeddings = encoder.encode(
+        texts, batch_size=args.batch_size, show_progress_bar=not args.quiet, normalize=args.normalize
+    )
+    output = Path(args.output)
+    if output.suffix != ".npy":
+        raise ConfigError(f"--output {output}: expected a .npy file name")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.save(output, embeddings)
+    print(
+        json.dumps(
+            {
+                "output": str(output),
+                "texts": len(texts),
+                "dimension": int(embeddings.shape[1]),
+                "truncated": len(encoder.last_truncated),
+            }
+        )
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- demo
+DEMO_PAIRS = [
+    ("How do I learn to cook at home?", "What is the best way to teach myself cooking?"),
+    ("How do I learn to cook at home?", "How do I fix a noisy laptop fan?"),
+    ("A man is playing a guitar on stage.", "A musician performs with his guitar."),
+    ("A man is playing a guitar on stage.", "A man is not playing any instrument."),
+    ("The city council voted to expand the bus network.", "More bus routes were approved by the council."),
+]
+
+
+def cmd_demo(args) -> int:
+    """Fine-tune the packaged all-MiniLM-L6-v2 on data/demo and show before/after numbers."""
+    from .config import load_recipe
+    from .encoder import SiameseEncoder
+    from .training import train
+
+    root = Path(__file__).resolve().parent.parent
+    recipe = Path(args.recipe) if args.recipe else root / "recipes" / "demo.yaml"
+    overrides = {"output_dir": args.output_dir, "overwrite": True}
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    elif not Path("data/demo").is_dir():
+        overrides["data_dir"] = str(root / "data" / "demo")
+    config = load_recipe(recipe, overrides)
+    print(
+        f"1/3 fine-tuning {config.model} on {config.data_dir} ({config.epochs} epoch(s), batch {config.batch_size})"
+    )
+    start = SiameseEncoder.from_pretrained(config.model)
+    before = [float(x) for x in _pair_cosines(start, DEMO_PAIRS)]
+    result = train(config, show_progress_bar=not args.quiet)
+    m = result.metrics
+    print("\n2/3 test set (data/demo/test.tsv), Spearman x 100 of cosine similarity vs gold score")
+    print(f"    before fine-tuning: {100 * m['initial/sts-test_spearman_cosine']:.2f}")
+    print(f"    after fine-tuning:  {100 * m['sts-test_spearman_cosine']:.2f}")
+    print(
+        f"    ({m['train/steps']} steps in {m['train/seconds']:.1f} s, {m['train/pairs_per_second']:.1f} pairs/s)"
+    )
+    after = _pair_cosines(result.encoder, DEMO_PAIRS)
+    print("\n3/3 cosine similarity of a few pairs, before -> after")
+    for (a, b), x, y in zip(DEMO_PAIRS, before, after, strict=True):
+        print(f"    {x:+.3f} -> {y:+.3f}  {a!r} ~ {b!r}")
+    print(f"\nThe fine-tuned model is in {result.output_dir} (loadable by SentenceTransformer too).")
+    return 0
+
+
+def _pair_cosines(encoder, pairs):
+    u = encoder.encode([a for a, _ in pairs], normalize=True)
+    v = encoder.encode([b for _, b in pairs], normalize=True)
+    return (u * v).sum(axis=1)
+
+
+# ---------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from .config import describe_fields
+
+    parser = argparse.ArgumentParser(prog="sbert-siamese", description="Siamese sentence encoders.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "train",
+        help="fine-tune from a YAML recipe",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="recipe keys (also for --set):\n" + describe_fields(),
+    )
+    p.add_argument("recipe", help="YAML recipe, e.g. recipes/stsb_cosine.yaml")
+    p.add_argument("--data-dir", help="folder that the recipe's relative data paths are read from")
+    p.add_argument("--output-dir", help="where the model, metrics.json and recipe.yaml go")
+    p.add_argument("--model", help="starting model: directory, known name or hub id")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any recipe key (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output dir")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a model, print metrics as JSON")
+    p.add_argument("--model", required=True)
+    p.add_argument("--task", default="sts", help="sts (Pearson/Spearman of similarities vs gold scores)")
+    p.add_argument("--data-dir", help="folder of the evaluation data (e.g. STS-B's folder)")
+    p.add_argument("--file", help="file inside --data-dir (default for stsb: sts-test.csv)")
+    p.add_argument("--data-format", default="stsb", help="stsb, csv, tsv, jsonl, parquet or hf")
+    p.add_argument("--name", default="sts-test", help="metric key prefix")
+    p.add_argument("--text-a-column", default="sentence1")
+    p.add_argument("--text-b-column", default="sentence2")
+    p.add_argument("--score-column", default="score")
+    p.add_argument("--score-min", type=float, default=0.0)
+    p.add_argument("--score-max", type=float, default=5.0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("encode", help="embed texts from .txt/.csv/.tsv/.jsonl into a .npy file")
+    p.add_argument("--model", required=True)
+    p.add_argument("--input", required=True, help=".txt (one text per line), .csv/.tsv/.jsonl (see --column)")
+    p.add_argument("--output", required=True, help="output .npy, shape (N, D), float32, input order")
+    p.add_argument("--column", default="text", help="column/key holding the text for csv/tsv/jsonl")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("demo", help="fine-tune all-MiniLM-L6-v2 on the bundled sample and show the effect")
+    p.add_argument("--recipe", help="default: recipes/demo.yaml")
+    p.add_argument("--data-dir", help="default: data/demo")
+    p.add_argument("--output-dir", default="runs/demo")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    _quiet_libraries()
+    try:
+        return args.func(args)
+    except SbertSiameseError as exc:
+        print(f"sbert-siamese {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""TrainConfig: one flat, validated dataclass; recipes are YAML files of its fields.
+
+``load_recipe`` reads a YAML recipe, applies ``key=value`` overrides and validates the result; unknown
+keys and bad values raise ``ConfigError`` naming the file and listing the valid choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from .data import DATA_FORMATS
+from .errors import ConfigError
+from .losses import PAIR_SCORE_LOSSES
+from .pooling import POOLING_MODES
+
+MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+def _opt(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    # model
+    model: str = _opt("all-MiniLM-L6-v2", "local directory, known offline name, or hub id (online)")
+    pooling: str | None = _opt(None, f"override the model's pooling: {', '.join(POOLING_MODES)}")
+    normalize: bool | None = _opt(None, "override whether embeddings are L2-normalised")
+    max_seq_length: int | None = _opt(None, "truncate inputs to this many tokens (default: the model's)")
+    # data
+    data_format: str = _opt("stsb", f"one of {', '.join(DATA_FORMATS)}")
+    data_dir: str | None = _opt(None, "folder that relative data paths are read from")
+    train_data: str = _opt("sts-train.csv", "training pairs (path, or dataset name / folder for hf)")
+    dev_data: str | None = _opt("sts-dev.csv", "dev pairs, evaluated every eval_steps (null: none)")
+    test_data: str | None = _opt("sts-test.csv", "test pairs, evaluated before and after (null: none)")
+    text_a_column: str = _opt("sentence1", "column of the first text (csv/tsv/jsonl/parquet/hf)")
+    text_b_column: str = _opt("sentence2", "column of the second text")
+    score_column: str = _opt("score", "column of the gold score")
+    score_min: float = _opt(0.0, "lowest gold score; scores are scaled to [0, 1]")
+    score_max: float = _opt(5.0, "highest gold score")
+    # objective
+    loss: str = _opt("cosine", f"one of {', '.join(PAIR_SCORE_LOSSES)}")
+    # optimisation
+    epochs: int = _opt(1, "passes over the training data")
+    max_steps: int | None = _opt(None, "stop after this many optimizer steps (overrides epochs)")
+    batch_size: int = _opt(16, "pairs per step over all processes (the same on 1 or N processes)")
+    gradient_accumulation_steps: int = _opt(1, "micro-batches per optimizer step")
+    learning_rate: float = _opt(2e-5, "peak AdamW learning rate")
+    weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
+    warmup_ratio: float = _opt(0.1, "fraction of steps with linear warmup; then linear decay to 0")
+    max_grad_norm: float = _opt(1.0, "gradient clipping norm (0: off)")
+    mixed_precision: str = _opt("no", f"one of {', '.join(MIXED_PRECISION)} (fp16 needs a GPU)")
+    seed: int = _opt(0, "seed for shuffling, dropout and initialisation")
+    # evaluation and output
+    eval_steps: int = _opt(100, "evaluate on dev every N optimizer steps (0: only at the end)")
+    eval_batch_size: int = _opt(64, "texts per forward pass when evaluating")
+    keep_best: bool = _opt(True, "keep the weights with the best dev metric, not the last ones")
+    output_dir: str = _opt("runs/model", "where the trained model, metrics.json and recipe.yaml go")
+    overwrite: bool = _opt(False, "allow writing into a non-empty output_dir")
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        def choice(name, valid):
+            value = getattr(self, name)
+            if value not in valid:
+                raise ConfigError(
+                    f"{name}={value!r} is not valid; choose one of {', '.join(map(str, valid))}"
+                )
+
+        choice("data_format", DATA_FORMATS)
+        choice("loss", tuple(PAIR_SCORE_LOSSES))
+        choice("mixed_precision", MIXED_PRECISION)
+        if self.pooling is not None:
+            choice("pooling", POOLING_MODES)
+        for name in ("epochs", "batch_size", "gradient_accumulation_steps", "eval_batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
+            raise ConfigError(f"max_steps must be an integer >= 1 or null, got {self.max_steps!r}")
+        if not isinstance(self.eval_steps, int) or self.eval_steps < 0:
+            raise ConfigError(f"eval_steps must be an integer >= 0, got {self.eval_steps!r}")
+        if not 0.0 <= float(self.warmup_ratio) < 1.0:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        for name in ("learning_rate", "weight_decay", "max_grad_norm"):
+            if float(getattr(self, name)) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not float(self.score_max) > float(self.score_min):
+            raise ConfigError(
+                f"score_max ({self.score_max}) must be greater than score_min ({self.score_min})"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def describe_fields() -> str:
+    """One line per recipe key with its default and help, for ``--help`` and the README."""
+    lines = []
+    for f in fields(TrainConfig):
+        default = f.default if f.default is not MISSING else "required"
+        lines.append(f"  {f.name} (default {default!r}): {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["epochs=2", "dev_data=null"]`` -> ``{"epochs": 2, "dev_data": None}`` (values read as YAML)."""
+    result = {}
+    for item in pairs:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        result[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return result
+
+
+def make_config(values: dict, source: str = "recipe") -> TrainConfig:
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys: {', '.join(FIELDS)}")
+    # YAML reads 2e-5 as a string: convert numbers for float fields.
+    for key, value in list(values.items()):
+        if (
+            FIELDS[key].type in ("float", "float | None")
+            and isinstance(value, str | int)
+            and value is not True
+        ):
+            try:
+                values[key] = float(value)
+            except ValueError:
+                raise ConfigError(f"{source}: {key} must be a number, got {value!r}") from None
+    try:
+        return TrainConfig(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def load_recipe(path: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """Read a YAML recipe, apply overrides, validate. Errors name the file (and line for YAML syntax)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe file not found")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of recipe keys, found {type(values).__name__}")
+    values.update(overrides or {})
+    return make_config(values, str(path))

@@ -1,0 +1,39 @@
+"""The project's own exception types.
+
+Every error a user can cause (a bad file, a bad option, a model that cannot be found) is raised as one of
+these, with a message that says where the problem is and what was expected.
+"""
+
+from __future__ import annotations
+
+
+class SbertSiameseError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(SbertSiameseError, ValueError):
+    """An option or recipe value is invalid; the message lists the valid choices."""
+
+
+class ModelNotFoundError(SbertSiameseError, FileNotFoundError):
+    """A model name or path did not resolve to a loadable model."""
+
+
+class ModelFormatError(SbertSiameseError, ValueError):
+    """A model directory exists but is not in a format we can load (names the file)."""
+
+
+class DataError(SbertSiameseError, ValueError):
+    """A data file or row is malformed.
+
+    ``str(err)`` reads ``path:line: problem``; the parts are kept as attributes for programs.
+    """
+
+    def __init__(self, problem: str, path: str | None = None, line: int | None = None):
+        self.problem = problem
+        self.path = path
+        self.line = line
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(f"{where}{problem}")

@@ -1,0 +1,300 @@
+"""The training loop on accelerate: the same code on CPU, one GPU, or many processes.
+
+Read top to bottom: data -> model -> initial evaluation -> optimizer/schedule -> loop (accumulate, clip,
+step, evaluate on dev every N steps, keep the best) -> save model, metrics.json, recipe.yaml, train_log.jsonl.
+
+``batch_size`` is the global batch: accelerate splits each batch across processes (``split_batches``), so
+a run on N processes sees the same pairs per step as a run on one, and reaches the same weights up to float
+noise (dropout masks aside).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from .config import TrainConfig
+from .data import Columns, PairCollator, PairExample, ScoreRange, load_pairs
+from .encoder import SiameseEncoder
+from .errors import ConfigError
+from .evaluation import STSEvaluator
+from .losses import PAIR_SCORE_LOSSES
+
+logger = logging.getLogger(__name__)
+
+
+class PairModel(nn.Module):
+    """The one trainable module given to ``accelerator.prepare``: the shared encoder (later: + heads).
+
+    ``forward`` runs both sides of each pair through the same encoder in one pass and returns (u, v).
+    """
+
+    def __init__(self, encoder: SiameseEncoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, **features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder.forward_pairs(features)
+
+
+@dataclass
+class TrainResult:
+    encoder: SiameseEncoder
+    metrics: dict[str, float]
+    losses: list[float] = field(default_factory=list)  # mean loss of each optimizer step
+    output_dir: Path | None = None
+
+
+def load_datasets(config: TrainConfig) -> dict[str, list[PairExample] | None]:
+    """Read train/dev/test as the config says; fails before any model is loaded."""
+    columns = Columns(config.text_a_column, config.text_b_column, config.score_column)
+    scores = ScoreRange(config.score_min, config.score_max)
+    splits = {"train": config.train_data, "dev": config.dev_data, "test": config.test_data}
+    return {
+        name: None
+        if source is None
+        else load_pairs(source, config.data_format, config.data_dir, columns, scores)
+        for name, source in splits.items()
+    }
+
+
+def _check_output_dir(config: TrainConfig) -> Path:
+    out = Path(config.output_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output_dir {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not config.overwrite:
+        raise ConfigError(
+            f"output_dir {out} is not empty; pass --overwrite (overwrite: true) to write into it"
+        )
+    return out
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(
+            param
+        )
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.learning_rate)
+
+
+def _evaluate(accelerator: Accelerator, encoder: SiameseEncoder, evaluator: STSEvaluator | None) -> dict:
+    """Run on the main process; every process gets the same numbers (so all agree on 'best')."""
+    result = [None]
+    if evaluator is not None and accelerator.is_main_process:
+        result = [evaluator(encoder)]
+    if accelerator.num_processes > 1:
+        result = broadcast_object_list(result, from_process=0)
+    return result[0] or {}
+
+
+def train(
+    config: TrainConfig,
+    encoder: SiameseEncoder | None = None,
+    datasets: dict[str, list[PairExample] | None] | None = None,
+    show_progress_bar: bool = False,
+    save: bool = True,
+) -> TrainResult:
+    """Fine-tune a Siamese encoder as ``config`` says and write the results to ``config.output_dir``.
+
+    Args:
+        config: a validated ``TrainConfig`` (see ``load_recipe``).
+        encoder: start from this encoder instead of loading ``config.model``.
+        datasets: ``{"train": [...], "dev": [...] | None, "test": [...] | None}`` instead of reading files.
+        show_progress_bar: a tqdm bar with the running loss (main process only).
+        save: write the model directory, metrics.json, recipe.yaml and train_log.jsonl.
+
+    Returns:
+        ``TrainResult`` with the trained (best-on-dev) encoder, the metrics written to metrics.json and the
+        per-step losses.
+    """
+    if config.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on CPU")
+    out_dir = _check_output_dir(config) if save else None
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+    )
+    if config.batch_size % accelerator.num_processes:
+        raise ConfigError(
+            f"batch_size={config.batch_size} must be divisible by the number of processes "
+            f"({accelerator.num_processes}): it is the global batch, split across processes"
+        )
+    set_seed(config.seed)
+
+    # 1. data (before the model: a bad row should fail in seconds, not after loading weights)
+    data = datasets if datasets is not None else load_datasets(config)
+    train_examples = data["train"]
+    if not train_examples:
+        raise ConfigError("no training pairs")
+    dev_eval = (
+        STSEvaluator.from_examples(data["dev"], "sts-dev", batch_size=config.eval_batch_size)
+        if data.get("dev")
+        else None
+    )
+    test_eval = (
+        STSEvaluator.from_examples(data["test"], "sts-test", batch_size=config.eval_batch_size)
+        if data.get("test")
+        else None
+    )
+
+    # 2. model
+    if encoder is None:
+        encoder = SiameseEncoder.from_pretrained(
+            config.model,
+            pooling=config.pooling,
+            normalize=config.normalize,
+            max_seq_length=config.max_seq_length,
+        )
+    encoder.to(accelerator.device)
+    loss_fn = PAIR_SCORE_LOSSES[config.loss]
+
+    # 3. the starting model's metrics
+    metrics: dict[str, float] = {}
+    log_records: list[dict] = []
+    initial = _evaluate(accelerator, encoder, test_eval)
+    initial_dev = _evaluate(accelerator, encoder, dev_eval)
+    metrics.update({f"initial/{k}": v for k, v in {**initial, **initial_dev}.items()})
+    best_score = initial_dev.get(dev_eval.primary_metric) if dev_eval else None
+    best_step = 0
+    track_best = config.keep_best and dev_eval is not None and accelerator.is_main_process
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        return {k: t.detach().to("cpu", copy=True) for k, t in encoder.state_dict().items()}
+
+    best_state = snapshot() if track_best else None
+    if initial_dev:
+        log_records.append({"step": 0, **initial_dev})
+
+    # 4. data loader, optimizer, schedule
+    collator = PairCollator(encoder)
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(
+        train_examples, batch_size=config.batch_size, shuffle=True, collate_fn=collator, generator=generator
+    )
+    steps_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
+    total_steps = steps_per_epoch * config.epochs
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    model = PairModel(encoder)
+    optimizer = _optimizer(model, config)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(config.warmup_ratio * total_steps), total_steps
+    )
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    unwrapped: PairModel = accelerator.unwrap_model(model)
+
+    # 5. the loop
+    losses: list[float] = []
+    step = 0
+    step_losses: list[torch.Tensor] = []
+    started = time.perf_counter()
+    pairs_seen = 0
+    bar = tqdm(
+        total=total_steps,
+        disable=not (show_progress_bar and accelerator.is_main_process),
+        desc="Training",
+        unit="step",
+    )
+    model.train()
+    for _epoch in range(epochs):
+        for batch in loader:
+            scores = batch.pop("scores")
+            with accelerator.accumulate(model):
+                u, v = model(**batch)
+                loss = loss_fn(u.float(), v.float(), scores)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            step_losses.append(loss.detach())
+            pairs_seen += scores.shape[0] * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            mean_loss = accelerator.reduce(torch.stack(step_losses).mean(), reduction="mean").item()
+            step_losses = []
+            losses.append(mean_loss)
+            record = {"step": step, "loss": mean_loss, "lr": scheduler.get_last_lr()[0]}
+            bar.update(1)
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+            last = step == total_steps
+            if dev_eval is not None and ((config.eval_steps and step % config.eval_steps == 0) or last):
+                model.eval()
+                dev = _evaluate(accelerator, unwrapped.encoder, dev_eval)
+                model.train()
+                record.update(dev)
+                score = dev[dev_eval.primary_metric]
+                if best_score is None or score > best_score:
+                    best_score, best_step = score, step
+                    if track_best:
+                        best_state = snapshot()
+                logger.info(
+                    "step %d: %s=%.4f (best %.4f at step %d)",
+                    step,
+                    dev_eval.primary_metric,
+                    score,
+                    best_score,
+                    best_step,
+                )
+            log_records.append(record)
+            if last:
+                break
+        if step >= total_steps:
+            break
+    bar.close()
+    seconds = time.perf_counter() - started
+
+    # 6. the best weights, final test metrics, files
+    accelerator.wait_for_everyone()
+    encoder = unwrapped.encoder
+    if track_best and best_step != step:
+        encoder.load_state_dict(best_state)
+        logger.info("restored the best dev weights (step %d of %d)", best_step, step)
+    encoder.eval()
+    final = _evaluate(accelerator, encoder, test_eval)
+    metrics.update(final)
+    if dev_eval is not None:
+        metrics[f"best/{dev_eval.primary_metric}"] = float(best_score)
+        metrics["best/step"] = best_step
+    metrics.update(
+        {
+            "train/steps": step,
+            "train/seconds": round(seconds, 3),
+            "train/pairs_per_second": round(pairs_seen / max(seconds, 1e-9), 3),
+            "train/truncated_texts": collator.truncated * accelerator.num_processes,
+            "train/num_processes": accelerator.num_processes,
+        }
+    )
+    if save and accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        encoder.save(out_dir)
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        config.save(out_dir / "recipe.yaml")
+        with open(out_dir / "train_log.jsonl", "w", encoding="utf-8") as fh:
+            for rec in log_records:
+                fh.write(json.dumps(rec) + "\n")
+    accelerator.wait_for_everyone()
+    return TrainResult(encoder=encoder, metrics=metrics, losses=losses, output_dir=out_dir)
