@@ -36,7 +36,9 @@ def max_pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor) -> to
     """Element-wise maximum over non-padding tokens. (B, T, H), (B, T) -> (B, H)."""
     padding = (attention_mask == 0).unsqueeze(-1)  # (B, T, 1)
     # masked_fill returns a new tensor: the caller's token embeddings are left untouched.
-    return token_embeddings.masked_fill(padding, -1e9).max(dim=1).values
+    # finfo.min rather than -1e9, which overflows float16.
+    fill = torch.finfo(token_embeddings.dtype).min
+    return token_embeddings.masked_fill(padding, fill).max(dim=1).values
 
 
 _POOLERS = {"mean": mean_pool, "cls": cls_pool, "max": max_pool}
