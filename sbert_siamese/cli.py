@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, DataError, SbertSiameseError
+from .data import read_texts
+from .errors import ConfigError, SbertSiameseError
 
 log = logging.getLogger("sbert_siamese.cli")
 
@@ -92,55 +93,6 @@ def cmd_evaluate(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- encode
-def read_texts(path: str | Path, column: str = "text") -> list[str]:
-    """Texts from .txt (one per line), .csv/.tsv (a header with ``column``) or .jsonl (key ``column``)."""
-    import csv
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", str(path))
-    suffix = path.suffix.lower()
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise DataError("invalid UTF-8 (expected UTF-8 text)", str(path), line) from None
-    if suffix == ".txt":
-        texts = [line for line in content.splitlines() if line.strip()]
-    elif suffix in (".csv", ".tsv"):
-        delimiter = "," if suffix == ".csv" else "\t"
-        quoting = csv.QUOTE_MINIMAL if suffix == ".csv" else csv.QUOTE_NONE
-        rows = list(csv.reader(content.splitlines(), delimiter=delimiter, quoting=quoting))
-        if not rows:
-            raise DataError("file is empty; expected a header line", str(path))
-        header = [h.strip() for h in rows[0]]
-        if column not in header:
-            raise DataError(f"no column {column!r} in the header; found {header}", str(path), 1)
-        col = header.index(column)
-        texts = []
-        for line_no, row in enumerate(rows[1:], start=2):
-            if len(row) <= col:
-                raise DataError(f"expected {len(header)} fields, found {len(row)}", str(path), line_no)
-            texts.append(row[col])
-    elif suffix == ".jsonl":
-        texts = []
-        for line_no, line in enumerate(content.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON ({exc.msg})", str(path), line_no) from None
-            if not isinstance(row, dict) or column not in row:
-                raise DataError(f"expected a JSON object with key {column!r}", str(path), line_no)
-            texts.append(str(row[column]))
-    else:
-        raise ConfigError(f"{path}: unsupported input type {suffix!r}; use .txt, .csv, .tsv or .jsonl")
-    if not texts:
-        raise DataError("no texts found", str(path))
-    return texts
-
-
 def cmd_encode(args) -> int:
     from .encoder import SiameseEncoder
 
@@ -191,9 +143,8 @@ def cmd_demo(args) -> int:
     elif not Path("data/demo").is_dir():
         overrides["data_dir"] = str(root / "data" / "demo")
     config = load_recipe(recipe, overrides)
-    print(
-        f"1/3 fine-tuning {config.model} on {config.data_dir} ({config.epochs} epoch(s), batch {config.batch_size})"
-    )
+    print(f"1/3 fine-tuning {config.model} on {config.data_dir}")
+    print(f"    ({config.epochs} epoch(s), batch {config.batch_size}, loss {config.loss})")
     start = SiameseEncoder.from_pretrained(config.model)
     before = [float(x) for x in _pair_cosines(start, DEMO_PAIRS)]
     result = train(config, show_progress_bar=not args.quiet)
@@ -201,9 +152,8 @@ def cmd_demo(args) -> int:
     print("\n2/3 test set (data/demo/test.tsv), Spearman x 100 of cosine similarity vs gold score")
     print(f"    before fine-tuning: {100 * m['initial/sts-test_spearman_cosine']:.2f}")
     print(f"    after fine-tuning:  {100 * m['sts-test_spearman_cosine']:.2f}")
-    print(
-        f"    ({m['train/steps']} steps in {m['train/seconds']:.1f} s, {m['train/pairs_per_second']:.1f} pairs/s)"
-    )
+    speed = f"{m['train/pairs_per_second']:.1f} pairs/s"
+    print(f"    ({m['train/steps']} steps in {m['train/seconds']:.1f} s, {speed})")
     after = _pair_cosines(result.encoder, DEMO_PAIRS)
     print("\n3/3 cosine similarity of a few pairs, before -> after")
     for (a, b), x, y in zip(DEMO_PAIRS, before, after, strict=True):

@@ -54,6 +54,7 @@ class TrainConfig:
     max_grad_norm: float = _opt(1.0, "gradient clipping norm (0: off)")
     mixed_precision: str = _opt("no", f"one of {', '.join(MIXED_PRECISION)} (fp16 needs a GPU)")
     seed: int = _opt(0, "seed for shuffling, dropout and initialisation")
+    cpu: bool = _opt(False, "train on the CPU even when a GPU is present")
     # evaluation and output
     eval_steps: int = _opt(100, "evaluate on dev every N optimizer steps (0: only at the end)")
     eval_batch_size: int = _opt(64, "texts per forward pass when evaluating")
@@ -72,6 +73,17 @@ class TrainConfig:
                     f"{name}={value!r} is not valid; choose one of {', '.join(map(str, valid))}"
                 )
 
+        for name in (
+            "learning_rate",
+            "weight_decay",
+            "max_grad_norm",
+            "warmup_ratio",
+            "score_min",
+            "score_max",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
         choice("data_format", DATA_FORMATS)
         choice("loss", tuple(PAIR_SCORE_LOSSES))
         choice("mixed_precision", MIXED_PRECISION)

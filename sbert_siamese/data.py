@@ -71,7 +71,7 @@ def _text(value, what: str, path: str, line: int | None) -> str:
     return str(value)
 
 
-def _read_text(path: str | Path) -> str:
+def _read_text(path: str | Path, expected: str = "sentence pairs") -> str:
     """Whole file as UTF-8 text; errors name the file (and the line of a bad byte)."""
     path = Path(path)
     if not path.exists():
@@ -87,8 +87,15 @@ def _read_text(path: str | Path) -> str:
             f"invalid UTF-8 byte {raw[exc.start]:#04x} (expected UTF-8 text)", str(path), line
         ) from None
     if not text.strip():
-        raise DataError("file is empty; expected sentence pairs", str(path))
+        raise DataError(f"file is empty; expected {expected}", str(path))
     return text
+
+
+def _lines(text: str) -> Iterable[tuple[int, str]]:
+    """(line number, line) pairs. Only \\n ends a line (str.splitlines would also split on U+2028,
+    form feeds and other characters that may sit inside a sentence or a JSON string)."""
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        yield line_no, line.removesuffix("\r")
 
 
 def read_stsb(path: str | Path, score_range: ScoreRange = ScoreRange()) -> list[PairExample]:
@@ -99,7 +106,7 @@ def read_stsb(path: str | Path, score_range: ScoreRange = ScoreRange()) -> list[
     """
     path = str(path)
     examples = []
-    for line_no, line in enumerate(_read_text(path).splitlines(), start=1):
+    for line_no, line in _lines(_read_text(path)):
         if not line.strip():
             continue
         fields = line.split("\t")
@@ -117,13 +124,19 @@ def read_stsb(path: str | Path, score_range: ScoreRange = ScoreRange()) -> list[
     return examples
 
 
-def _rows_from_table(path: str, delimiter: str, quoting: int) -> Iterable[tuple[int, dict]]:
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter=delimiter, quoting=quoting)
+def _rows_from_table(
+    path: str, delimiter: str, quoting: int, required: Sequence[str] = (), expected: str = "sentence pairs"
+) -> Iterable[tuple[int, dict]]:
+    text = _read_text(path, expected)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
     header = None
     for row in reader:
         line_no = reader.line_num
         if header is None:
             header = [h.strip() for h in row]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise DataError(f"missing column(s) {missing} in the header; found {header}", path, line_no)
             continue
         if not any(cell.strip() for cell in row):
             continue
@@ -136,8 +149,8 @@ def _rows_from_table(path: str, delimiter: str, quoting: int) -> Iterable[tuple[
         raise DataError("file is empty; expected a header line", path)
 
 
-def _rows_from_jsonl(path: str) -> Iterable[tuple[int, dict]]:
-    for line_no, line in enumerate(_read_text(path).splitlines(), start=1):
+def _rows_from_jsonl(path: str, expected: str = "sentence pairs") -> Iterable[tuple[int, dict]]:
+    for line_no, line in _lines(_read_text(path, expected)):
         if not line.strip():
             continue
         try:
@@ -186,12 +199,13 @@ def read_pairs(
     """
     path = str(path)
     fmt = data_format or EXTENSIONS.get(Path(path).suffix.lower())
+    required = [columns.text_a, columns.text_b, columns.score]
     if fmt == "stsb":
         return read_stsb(path, score_range)
     if fmt == "csv":
-        rows = _rows_from_table(path, ",", csv.QUOTE_MINIMAL)
+        rows = _rows_from_table(path, ",", csv.QUOTE_MINIMAL, required)
     elif fmt == "tsv":
-        rows = _rows_from_table(path, "\t", csv.QUOTE_NONE)
+        rows = _rows_from_table(path, "\t", csv.QUOTE_NONE, required)
     elif fmt == "jsonl":
         rows = _rows_from_jsonl(path)
     elif fmt == "parquet":
@@ -243,11 +257,14 @@ def load_hf_pairs(
     if isinstance(source, datasets.Dataset):
         return dataset_to_pairs(source, columns, score_range)
     text = str(source)
+    head, _, tail = text.rpartition(":")
+    if not Path(text).is_dir() and head and Path(head).is_dir() and split is None:
+        text, split = head, tail  # "folder:split" for a saved DatasetDict
     if Path(text).is_dir():
         loaded = datasets.load_from_disk(text)
         if isinstance(loaded, datasets.DatasetDict):
             if split is None or split not in loaded:
-                raise DataError(f"expected a split name, one of {list(loaded)}", text)
+                raise DataError(f"expected a split name, one of {list(loaded)} (write 'folder:split')", text)
             loaded = loaded[split]
         return dataset_to_pairs(loaded, columns, score_range, name=text)
     if ":" in text and split is None:
@@ -272,13 +289,40 @@ def load_pairs(
     if data_format not in DATA_FORMATS:
         raise ConfigError(f"unknown data_format {data_format!r}; valid: {', '.join(DATA_FORMATS)}")
     if data_format == "hf":
-        if isinstance(source, str) and data_dir is not None and (Path(data_dir) / source).is_dir():
-            source = str(Path(data_dir) / source)
+        if isinstance(source, str) and data_dir is not None:
+            folder = source.rpartition(":")[0] if ":" in source else source
+            if folder and (Path(data_dir) / folder).is_dir():
+                source = str(Path(data_dir) / source)
         return load_hf_pairs(source, columns=columns, score_range=score_range)
     path = Path(source)
     if data_dir is not None and not path.is_absolute():
         path = Path(data_dir) / path
     return read_pairs(path, data_format, columns, score_range)
+
+
+def read_texts(path: str | Path, column: str = "text") -> list[str]:
+    """Texts from .txt (one per line, blank lines skipped), .csv/.tsv (a header naming ``column``) or
+    .jsonl (objects with key ``column``). Errors name the file and line."""
+    path = str(path)
+    suffix = Path(path).suffix.lower()
+    if suffix == ".txt":
+        texts = [line for _, line in _lines(_read_text(path, "texts")) if line.strip()]
+    elif suffix in (".csv", ".tsv", ".jsonl"):
+        if suffix == ".jsonl":
+            rows = _rows_from_jsonl(path, "texts")
+        else:
+            delimiter, quoting = (",", csv.QUOTE_MINIMAL) if suffix == ".csv" else ("\t", csv.QUOTE_NONE)
+            rows = _rows_from_table(path, delimiter, quoting, required=[column], expected="texts")
+        texts = []
+        for line_no, row in rows:
+            if column not in row:
+                raise DataError(f"no column {column!r}; found columns {sorted(map(str, row))}", path, line_no)
+            texts.append(str(row[column]))
+    else:
+        raise ConfigError(f"{path}: unsupported input type {suffix!r}; use .txt, .csv, .tsv or .jsonl")
+    if not texts:
+        raise DataError("no texts found", path)
+    return texts
 
 
 class PairCollator:

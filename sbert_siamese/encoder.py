@@ -57,6 +57,11 @@ class SiameseEncoder(nn.Module):
         super().__init__()
         self.transformer = transformer
         self.tokenizer = tokenizer
+        # BERT's own pooler (the NSP head) never feeds a sentence embedding. Freezing it keeps it in the
+        # checkpoint, unchanged, and stops distributed training from waiting for gradients it never gets.
+        for name, param in transformer.named_parameters():
+            if name.startswith("pooler."):
+                param.requires_grad_(False)
         hidden = transformer.config.hidden_size
         self.pooling = pooling if isinstance(pooling, Pooling) else Pooling(hidden, pooling)
         if self.pooling.dimension != hidden:

@@ -106,6 +106,16 @@ def _evaluate(accelerator: Accelerator, encoder: SiameseEncoder, evaluator: STSE
     return result[0] or {}
 
 
+def _has_accelerator() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return (
+        torch.cuda.is_available()
+        or bool(mps is not None and mps.is_available())
+        or bool(xpu is not None and xpu.is_available())
+    )
+
+
 def train(
     config: TrainConfig,
     encoder: SiameseEncoder | None = None,
@@ -126,10 +136,12 @@ def train(
         ``TrainResult`` with the trained (best-on-dev) encoder, the metrics written to metrics.json and the
         per-step losses.
     """
-    if config.mixed_precision == "fp16" and not torch.cuda.is_available():
+    if config.mixed_precision == "fp16" and (config.cpu or not torch.cuda.is_available()):
         raise ConfigError("mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on CPU")
     out_dir = _check_output_dir(config) if save else None
     accelerator = Accelerator(
+        # accelerate only forms a multi-process CPU (gloo) group when told it runs on the CPU.
+        cpu=config.cpu or not _has_accelerator(),
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         dataloader_config=DataLoaderConfiguration(split_batches=True),

@@ -1,0 +1,104 @@
+"""The `sbert-siamese` command line end to end on fixture data with the tiny BERT."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sbert_siamese import SiameseEncoder
+from sbert_siamese.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "data" / "demo"
+
+
+@pytest.fixture
+def recipe(tmp_path) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(
+        "model: all-MiniLM-L6-v2\n"
+        "data_format: tsv\n"
+        "train_data: train.tsv\n"
+        "dev_data: dev.tsv\n"
+        "test_data: test.tsv\n"
+        "batch_size: 8\n"
+        "learning_rate: 1.0e-3\n"
+        "eval_steps: 2\n"
+    )
+    return path
+
+
+def test_train_evaluate_encode(tiny_bert_dir, recipe, tmp_path, capsys):
+    out = tmp_path / "model"
+    code = main(
+        ["train", str(recipe), "--data-dir", str(DEMO), "--output-dir", str(out),
+         "--model", str(tiny_bert_dir), "--max-steps", "3", "--seed", "5", "--set", "warmup_ratio=0.0", "-q"]
+    )  # fmt: skip
+    assert code == 0
+    headline = json.loads(capsys.readouterr().out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert headline["sts-test_spearman_cosine"] == metrics["sts-test_spearman_cosine"]
+    assert "initial/sts-test_spearman_cosine" in metrics and metrics["train/steps"] == 3
+    saved_recipe = (out / "recipe.yaml").read_text()
+    assert (
+        "seed: 5" in saved_recipe
+        and "warmup_ratio: 0.0" in saved_recipe
+        and str(tiny_bert_dir) in saved_recipe
+    )
+
+    # evaluate prints the same test metrics as JSON
+    code = main(["evaluate", "--model", str(out), "--task", "sts", "--data-dir", str(DEMO),
+                 "--file", "test.tsv", "--data-format", "tsv", "-q"])  # fmt: skip
+    assert code == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert set(evaluated) == {k for k in metrics if k.startswith("sts-test_")}
+    for key, value in evaluated.items():
+        assert value == pytest.approx(metrics[key], abs=1e-6)
+
+    # encode from .txt, .csv and .jsonl gives encode()'s vectors in input order
+    texts = ["a dog runs", "a man, with a guitar", "the rain"]
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    (tmp_path / "in.csv").write_text('id,text\n1,a dog runs\n2,"a man, with a guitar"\n3,the rain\n')
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    expected = SiameseEncoder.from_pretrained(out).encode(texts)
+    for suffix in ("txt", "csv", "jsonl"):
+        target = tmp_path / f"emb-{suffix}.npy"
+        assert main(["encode", "--model", str(out), "--input", str(tmp_path / f"in.{suffix}"),
+                     "--output", str(target), "-q"]) == 0  # fmt: skip
+        report = json.loads(capsys.readouterr().out)
+        assert report["texts"] == 3 and report["truncated"] == 0
+        np.testing.assert_allclose(np.load(target), expected, atol=1e-6)
+
+
+def test_errors_are_one_line_with_exit_code_2(recipe, tmp_path, capsys):
+    code = main(["train", str(recipe), "--set", "optimiser=sgd", "--output-dir", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) ['optimiser']" in err and "valid keys:" in err and "Traceback" not in err
+
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence1\tsentence2\tscore\na\tb\t9\n")
+    code = main(["train", str(recipe), "--data-dir", str(tmp_path), "--set", "train_data=bad.tsv",
+                 "--output-dir", str(tmp_path / "o")])  # fmt: skip
+    assert code == 2
+    assert "bad.tsv:2: score 9.0 is outside [0.0, 5.0]" in capsys.readouterr().err
+
+    code = main(["encode", "--model", str(tmp_path / "nowhere"), "--input", str(tmp_path / "missing.txt"),
+                 "--output", str(tmp_path / "x.npy")])  # fmt: skip
+    assert code == 2
+    assert "missing.txt: file not found" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_a_module():
+    result = subprocess.run(
+        [sys.executable, "-m", "sbert_siamese.cli", "train", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "recipe keys (also for --set)" in result.stdout and "learning_rate" in result.stdout
