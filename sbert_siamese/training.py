@@ -221,6 +221,7 @@ def train(
     step = 0
     step_losses: list[torch.Tensor] = []
     started = time.perf_counter()
+    eval_seconds = 0.0  # dev evaluation inside the loop, reported so its cost is visible
     pairs_seen = 0
     bar = tqdm(
         total=total_steps,
@@ -255,7 +256,9 @@ def train(
             last = step == total_steps
             if dev_eval is not None and ((config.eval_steps and step % config.eval_steps == 0) or last):
                 model.eval()
+                eval_started = time.perf_counter()
                 dev = _evaluate(accelerator, unwrapped.encoder, dev_eval)
+                eval_seconds += time.perf_counter() - eval_started
                 model.train()
                 record.update(dev)
                 score = dev[dev_eval.primary_metric]
@@ -295,7 +298,8 @@ def train(
         {
             "train/steps": step,
             "train/seconds": round(seconds, 3),
-            "train/pairs_per_second": round(pairs_seen / max(seconds, 1e-9), 3),
+            "train/eval_seconds": round(eval_seconds, 3),
+            "train/pairs_per_second": round(pairs_seen / max(seconds - eval_seconds, 1e-9), 3),
             "train/truncated_texts": collator.truncated * accelerator.num_processes,
             "train/num_processes": accelerator.num_processes,
         }
@@ -305,8 +309,36 @@ def train(
         encoder.save(out_dir)
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         config.save(out_dir / "recipe.yaml")
+        (out_dir / "README.md").write_text(model_card(config, metrics), encoding="utf-8")
         with open(out_dir / "train_log.jsonl", "w", encoding="utf-8") as fh:
             for rec in log_records:
                 fh.write(json.dumps(rec) + "\n")
     accelerator.wait_for_everyone()
     return TrainResult(encoder=encoder, metrics=metrics, losses=losses, output_dir=out_dir)
+
+
+def model_card(config: TrainConfig, metrics: dict[str, float]) -> str:
+    """A short README.md for the trained model directory: what it is, how it was made, what it scored."""
+    rows = [
+        f"| {key} | {metrics.get('initial/' + key, float('nan')):.4f} | {value:.4f} |"
+        for key, value in metrics.items()
+        if not key.startswith(("initial/", "best/", "train/"))
+    ]
+    return "\n".join(
+        [
+            "# Sentence encoder fine-tuned with sbert-siamese",
+            "",
+            f"Base model: `{config.model}`. Objective: `{config.loss}`. Training data: `{config.train_data}` "
+            f"({config.data_format}). {int(metrics.get('train/steps', 0))} optimizer steps, "
+            f"batch {config.batch_size}, learning rate {config.learning_rate}, seed {config.seed}. "
+            "The full recipe is in `recipe.yaml`.",
+            "",
+            "Load with `SiameseEncoder.from_pretrained(path)` or "
+            "`sentence_transformers.SentenceTransformer(path)`.",
+            "",
+            "| metric | before | after |",
+            "| --- | --- | --- |",
+            *rows,
+            "",
+        ]
+    )

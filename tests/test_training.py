@@ -95,8 +95,17 @@ def test_run_writes_every_promised_file(tiny_bert_dir, tmp_path):
     result = train(cfg)
     out = Path(cfg.output_dir)
     assert result.output_dir == out
-    for name in ("modules.json", "model.safetensors", "metrics.json", "recipe.yaml", "train_log.jsonl"):
+    promised = (
+        "modules.json",
+        "model.safetensors",
+        "metrics.json",
+        "recipe.yaml",
+        "train_log.jsonl",
+        "README.md",
+    )
+    for name in promised:
         assert (out / name).is_file(), name
+    assert "| sts-test_spearman_cosine |" in (out / "README.md").read_text()
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert all(isinstance(v, int | float) for v in metrics.values())
