@@ -96,14 +96,14 @@ def cmd_evaluate(args) -> int:
 def cmd_encode(args) -> int:
     from .encoder import SiameseEncoder
 
+    output = Path(args.output)
+    if output.suffix != ".npy":
+        raise ConfigError(f"--output {output}: expected a .npy file name")
     texts = read_texts(args.input, args.column)
     encoder = SiameseEncoder.from_pretrained(args.model)
     embeddings = encoder.encode(
         texts, batch_size=args.batch_size, show_progress_bar=not args.quiet, normalize=args.normalize
     )
-    output = Path(args.output)
-    if output.suffix != ".npy":
-        raise ConfigError(f"--output {output}: expected a .npy file name")
     output.parent.mkdir(parents=True, exist_ok=True)
     np.save(output, embeddings)
     print(
@@ -149,7 +149,8 @@ def cmd_demo(args) -> int:
     before = [float(x) for x in _pair_cosines(start, DEMO_PAIRS)]
     result = train(config, show_progress_bar=not args.quiet)
     m = result.metrics
-    print("\n2/3 test set (data/demo/test.tsv), Spearman x 100 of cosine similarity vs gold score")
+    test_file = Path(config.data_dir or ".") / str(config.test_data)
+    print(f"\n2/3 test set ({test_file}), Spearman x 100 of cosine similarity vs gold score")
     print(f"    before fine-tuning: {100 * m['initial/sts-test_spearman_cosine']:.2f}")
     print(f"    after fine-tuning:  {100 * m['sts-test_spearman_cosine']:.2f}")
     speed = f"{m['train/pairs_per_second']:.1f} pairs/s"
@@ -232,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    main_process = os.environ.get("RANK", "0") == "0"  # other ranks only speak up about problems
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else (logging.INFO if main_process else logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )

@@ -45,7 +45,7 @@ class TrainConfig:
     loss: str = _opt("cosine", f"one of {', '.join(PAIR_SCORE_LOSSES)}")
     # optimisation
     epochs: int = _opt(1, "passes over the training data")
-    max_steps: int | None = _opt(None, "stop after this many optimizer steps (overrides epochs)")
+    max_steps: int | None = _opt(None, "train exactly this many optimizer steps (overrides epochs)")
     batch_size: int = _opt(16, "pairs per step over all processes (the same on 1 or N processes)")
     gradient_accumulation_steps: int = _opt(1, "micro-batches per optimizer step")
     learning_rate: float = _opt(2e-5, "peak AdamW learning rate")
@@ -90,11 +90,13 @@ class TrainConfig:
         if self.pooling is not None:
             choice("pooling", POOLING_MODES)
         for name in ("epochs", "batch_size", "gradient_accumulation_steps", "eval_batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
+        bad_int = isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int)
+        if self.max_steps is not None and (bad_int or self.max_steps < 1):
             raise ConfigError(f"max_steps must be an integer >= 1 or null, got {self.max_steps!r}")
-        if not isinstance(self.eval_steps, int) or self.eval_steps < 0:
+        if isinstance(self.eval_steps, bool) or not isinstance(self.eval_steps, int) or self.eval_steps < 0:
             raise ConfigError(f"eval_steps must be an integer >= 0, got {self.eval_steps!r}")
         if not 0.0 <= float(self.warmup_ratio) < 1.0:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")

@@ -306,7 +306,11 @@ def read_texts(path: str | Path, column: str = "text") -> list[str]:
     path = str(path)
     suffix = Path(path).suffix.lower()
     if suffix == ".txt":
-        texts = [line for _, line in _lines(_read_text(path, "texts")) if line.strip()]
+        lines = list(_lines(_read_text(path, "texts")))
+        if lines and not lines[-1][1]:
+            lines.pop()  # the newline that ends the last line
+        # Row i of the output must be line i of the input: a blank line is an error, not skipped.
+        texts = [_text(line, "text", path, line_no) for line_no, line in lines]
     elif suffix in (".csv", ".tsv", ".jsonl"):
         if suffix == ".jsonl":
             rows = _rows_from_jsonl(path, "texts")
@@ -317,7 +321,9 @@ def read_texts(path: str | Path, column: str = "text") -> list[str]:
         for line_no, row in rows:
             if column not in row:
                 raise DataError(f"no column {column!r}; found columns {sorted(map(str, row))}", path, line_no)
-            texts.append(str(row[column]))
+            if not isinstance(row[column], str):
+                raise DataError(f"column {column!r} must be a string, found {row[column]!r}", path, line_no)
+            texts.append(_text(row[column], f"column {column!r}", path, line_no))
     else:
         raise ConfigError(f"{path}: unsupported input type {suffix!r}; use .txt, .csv, .tsv or .jsonl")
     if not texts:

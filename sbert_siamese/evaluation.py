@@ -90,3 +90,107 @@ class STSEvaluator:
             metrics[f"{self.name}_pearson_{sim}"] = float(pearsonr(self.scores, values)[0])
             metrics[f"{self.name}_spearman_{sim}"] = float(spearmanr(self.scores, values)[0])
         return metrics
+
+
+def threshold_sweep(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Confusion counts for every distinct decision threshold "same if score >= t" (higher = more similar).
+
+    Returns arrays over the K + 1 cut points (K distinct scores): ``tp, fp, tn, fn`` and ``threshold``
+    (midway between neighbouring distinct scores; just above the maximum for "nothing positive" and just
+    below the minimum for "everything positive").
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    # cut after position i only where the next score differs (ties go together)
+    last_of_run = np.r_[s[1:] != s[:-1], True]
+    tp = np.r_[0, np.cumsum(y)[last_of_run]]
+    fp = np.r_[0, np.cumsum(~y)[last_of_run]]
+    positives, negatives = y.sum(), (~y).sum()
+    distinct = s[last_of_run]  # descending distinct scores
+    spread = max(1e-6, 1e-6 * float(np.abs(distinct).max(initial=1.0)))
+    threshold = np.r_[distinct[0] + spread, (distinct[:-1] + distinct[1:]) / 2, distinct[-1] - spread]
+    return {"tp": tp, "fp": fp, "tn": negatives - fp, "fn": positives - tp, "threshold": threshold}
+
+
+def best_threshold_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy, F1 (with its precision and recall) and MCC, each at its own best threshold, and average
+    precision. ``scores``: higher = more similar; ``labels``: 1 = same, 0 = different."""
+    sweep = threshold_sweep(scores, labels)
+    tp, fp, tn, fn = (sweep[k].astype(np.float64) for k in ("tp", "fp", "tn", "fn"))
+    n = tp + fp + tn + fn
+    accuracy = (tp + tn) / n
+    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=(2 * tp + fp + fn) > 0)
+    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    mcc = np.divide(tp * tn - fp * fn, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    precision = np.divide(tp, tp + fp, out=np.ones_like(tp), where=(tp + fp) > 0)
+    recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=(tp + fn) > 0)
+    # Average precision: sum over thresholds of (R_k - R_{k-1}) * P_k (scikit-learn's definition).
+    ap = float(np.sum(np.diff(recall) * precision[1:])) if (tp + fn)[0] > 0 else 0.0
+    best_acc, best_f1, best_mcc = int(np.argmax(accuracy)), int(np.argmax(f1)), int(np.argmax(mcc))
+    return {
+        "accuracy": float(accuracy[best_acc]),
+        "accuracy_threshold": float(sweep["threshold"][best_acc]),
+        "f1": float(f1[best_f1]),
+        "f1_threshold": float(sweep["threshold"][best_f1]),
+        "precision": float(precision[best_f1]),
+        "recall": float(recall[best_f1]),
+        "mcc": float(mcc[best_mcc]),
+        "mcc_threshold": float(sweep["threshold"][best_mcc]),
+        "ap": ap,
+    }
+
+
+class PairClassificationEvaluator:
+    """Labelled pairs (1 = duplicate / same, 0 = different): accuracy, F1, precision, recall, MCC, each at
+    its best threshold, and average precision, for cosine, dot, euclidean and manhattan.
+
+    Keys: ``{name}_{metric}_{similarity}``, e.g. ``qqp-test_ap_cosine``, ``qqp-test_f1_threshold_cosine``.
+    Thresholds are in each measure's own units: a similarity for cosine and dot ("same if >= t"), a
+    distance for euclidean and manhattan ("same if <= t"). Primary metric: ``{name}_ap_cosine``.
+    """
+
+    def __init__(
+        self,
+        sentences1: Sequence[str],
+        sentences2: Sequence[str],
+        labels: Sequence[int],
+        name: str = "pairs",
+        batch_size: int = 64,
+        show_progress_bar: bool = False,
+    ):
+        if not (len(sentences1) == len(sentences2) == len(labels)):
+            raise ValueError("sentences1, sentences2 and labels must have the same length")
+        values = set(np.asarray(labels).tolist())
+        if not values <= {0, 1}:
+            raise ValueError(f"labels must be 0 or 1, found {sorted(values - {0, 1})[:5]}")
+        self.sentences1, self.sentences2 = list(sentences1), list(sentences2)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.name = name
+        self.batch_size = batch_size
+        self.show_progress_bar = show_progress_bar
+
+    @property
+    def primary_metric(self) -> str:
+        return f"{self.name}_ap_cosine"
+
+    def __call__(self, encoder) -> dict[str, float]:
+        unique = list(dict.fromkeys(self.sentences1 + self.sentences2))
+        index = {s: i for i, s in enumerate(unique)}
+        embeddings = encoder.encode(
+            unique, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar
+        )
+        u = embeddings[[index[s] for s in self.sentences1]]
+        v = embeddings[[index[s] for s in self.sentences2]]
+        return self.compute(u, v)
+
+    def compute(self, u: np.ndarray, v: np.ndarray) -> dict[str, float]:
+        metrics = {}
+        for sim, values in pairwise_similarities(u, v).items():
+            result = best_threshold_metrics(values, self.labels)
+            if sim in ("euclidean", "manhattan"):  # similarities were negated distances
+                for key in ("accuracy_threshold", "f1_threshold", "mcc_threshold"):
+                    result[key] = -result[key]
+            metrics.update({f"{self.name}_{key}_{sim}": value for key, value in result.items()})
+        return metrics

@@ -60,7 +60,19 @@ def resolve_model_path(name: str | Path) -> Path:
         try:
             from huggingface_hub import snapshot_download
 
-            return Path(snapshot_download(repo_id=str(name)))
+            # Only what we load: no ONNX/OpenVINO exports, no pickle or TF/Flax weights.
+            ignore = [
+                "*.onnx",
+                "onnx/*",
+                "openvino/*",
+                "*.bin",
+                "*.pt",
+                "*.h5",
+                "*.msgpack",
+                "*.ot",
+                "*.tflite",
+            ]
+            return Path(snapshot_download(repo_id=str(name), ignore_patterns=ignore))
         except Exception as exc:  # offline, unknown repo, network error: all end in the same message
             tried.append(f"hub download failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
     raise ModelNotFoundError(f"cannot resolve model {str(name)!r}: " + "; ".join(tried))

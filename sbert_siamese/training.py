@@ -32,6 +32,9 @@ from .errors import ConfigError
 from .evaluation import STSEvaluator
 from .losses import PAIR_SCORE_LOSSES
 
+# Losses whose value for one item depends on the other items of the batch.
+BATCH_LOSSES = {"cosent"}
+
 logger = logging.getLogger(__name__)
 
 
@@ -106,6 +109,21 @@ def _evaluate(accelerator: Accelerator, encoder: SiameseEncoder, evaluator: STSE
     return result[0] or {}
 
 
+def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate every process's (B_k, ...) tensor into the global batch, keeping the autograd graph.
+
+    Every process then computes the same global loss; the gather's backward sums each process's share of
+    the gradient (N times dL/dx_k) and DDP's averaging divides by N again, so parameters get exactly the
+    gradient of the global loss.
+    """
+    import torch.distributed as dist
+    from torch.distributed.nn.functional import all_gather
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+
+
 def _has_accelerator() -> bool:
     mps = getattr(torch.backends, "mps", None)
     xpu = getattr(torch, "xpu", None)
@@ -114,6 +132,21 @@ def _has_accelerator() -> bool:
         or bool(mps is not None and mps.is_available())
         or bool(xpu is not None and xpu.is_available())
     )
+
+
+def _forget_previous_accelerator(config: TrainConfig) -> None:
+    """accelerate keeps one process-wide state and refuses a second Accelerator with another precision
+    or device setting ("restart your runtime"). A second ``train()`` in the same notebook or test session
+    should just work, so the per-run part of that state is cleared; the process group (PartialState) stays.
+    """
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and (
+        str(state.get("_mixed_precision", config.mixed_precision)) != config.mixed_precision
+        or state.get("_cpu") != (config.cpu or not _has_accelerator())
+    ):
+        AcceleratorState._reset_state(reset_partial_state=False)
 
 
 def train(
@@ -139,6 +172,7 @@ def train(
     if config.mixed_precision == "fp16" and (config.cpu or not torch.cuda.is_available()):
         raise ConfigError("mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on CPU")
     out_dir = _check_output_dir(config) if save else None
+    _forget_previous_accelerator(config)
     accelerator = Accelerator(
         # accelerate only forms a multi-process CPU (gloo) group when told it runs on the CPU.
         cpu=config.cpu or not _has_accelerator(),
@@ -205,8 +239,8 @@ def train(
     )
     steps_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
     total_steps = steps_per_epoch * config.epochs
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
+    if config.max_steps is not None:  # as in the HF Trainer, max_steps overrides epochs
+        total_steps = config.max_steps
     epochs = math.ceil(total_steps / steps_per_epoch)
     model = PairModel(encoder)
     optimizer = _optimizer(model, config)
@@ -235,6 +269,10 @@ def train(
             scores = batch.pop("scores")
             with accelerator.accumulate(model):
                 u, v = model(**batch)
+                if config.loss in BATCH_LOSSES and accelerator.num_processes > 1:
+                    # A loss over the whole batch (CoSENT ranks every pair against every other) must see
+                    # the global batch, not this process's shard; see gather_with_grad.
+                    u, v, scores = (gather_with_grad(t) for t in (u, v, scores))
                 loss = loss_fn(u.float(), v.float(), scores)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm > 0:
@@ -300,14 +338,16 @@ def train(
             "train/seconds": round(seconds, 3),
             "train/eval_seconds": round(eval_seconds, 3),
             "train/pairs_per_second": round(pairs_seen / max(seconds - eval_seconds, 1e-9), 3),
-            "train/truncated_texts": collator.truncated * accelerator.num_processes,
+            "train/truncated_texts": int(
+                accelerator.reduce(torch.tensor(collator.truncated, device=accelerator.device), "sum").item()
+            ),
             "train/num_processes": accelerator.num_processes,
         }
     )
     if save and accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         encoder.save(out_dir)
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        (out_dir / "metrics.json").write_text(metrics_json(metrics), encoding="utf-8")
         config.save(out_dir / "recipe.yaml")
         (out_dir / "README.md").write_text(model_card(config, metrics), encoding="utf-8")
         with open(out_dir / "train_log.jsonl", "w", encoding="utf-8") as fh:
@@ -315,6 +355,15 @@ def train(
                 fh.write(json.dumps(rec) + "\n")
     accelerator.wait_for_everyone()
     return TrainResult(encoder=encoder, metrics=metrics, losses=losses, output_dir=out_dir)
+
+
+def metrics_json(metrics: dict[str, float]) -> str:
+    """Strict JSON: a NaN or infinite metric (e.g. a correlation of constant similarities) becomes null."""
+    bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        logger.warning("metrics %s are not finite (constant predictions?); written as null", bad)
+    clean = {k: (None if k in bad else v) for k, v in metrics.items()}
+    return json.dumps(clean, indent=2, allow_nan=False) + "\n"
 
 
 def model_card(config: TrainConfig, metrics: dict[str, float]) -> str:

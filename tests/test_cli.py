@@ -102,3 +102,29 @@ def test_console_script_runs_as_a_module():
         check=True,
     )
     assert "recipe keys (also for --set)" in result.stdout and "learning_rate" in result.stdout
+
+
+def test_demo_command_on_the_tiny_model(tiny_bert_dir, tmp_path, capsys):
+    recipe = tmp_path / "demo.yaml"
+    recipe.write_text(
+        f"model: {tiny_bert_dir}\ndata_format: tsv\ntrain_data: train.tsv\ndev_data: dev.tsv\n"
+        "test_data: test.tsv\nbatch_size: 16\nmax_steps: 3\neval_steps: 2\n"
+    )
+    code = main(
+        ["demo", "--recipe", str(recipe), "--data-dir", str(DEMO), "--output-dir", str(tmp_path / "d"), "-q"]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "d" / "metrics.json").read_text())
+    assert f"before fine-tuning: {100 * metrics['initial/sts-test_spearman_cosine']:.2f}" in out
+    assert f"after fine-tuning:  {100 * metrics['sts-test_spearman_cosine']:.2f}" in out
+    assert str(DEMO / "test.tsv") in out and "3/3 cosine similarity" in out
+    assert out.count(" -> ") >= 5  # the example pairs, before -> after
+
+
+def test_encode_checks_the_output_name_before_loading_anything(tmp_path, capsys):
+    (tmp_path / "in.txt").write_text("a\n")
+    code = main(["encode", "--model", str(tmp_path / "nowhere"), "--input", str(tmp_path / "in.txt"),
+                 "--output", str(tmp_path / "x.txt")])  # fmt: skip
+    assert code == 2
+    assert "expected a .npy file name" in capsys.readouterr().err

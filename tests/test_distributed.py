@@ -1,4 +1,5 @@
-"""The same training script on 2 processes (torchrun + gloo, accelerate's MULTI_CPU) and on 1 process.
+"""The same training script on 2 processes (`accelerate launch --multi_gpu`, which on a CPU-only machine
+forms a gloo group: accelerate's MULTI_CPU) and on 1 process.
 
 ``batch_size`` is the global batch, split across processes, so with dropout off both runs see the same
 pairs per step and must reach the same weights up to float noise (per-process padding and gradient
@@ -40,14 +41,14 @@ def recipe(tmp_path) -> Path:
     return path
 
 
-def test_two_processes_match_one_process(tiny_bert_dir, recipe, tmp_path):
+@pytest.mark.parametrize("loss", ["cosine", "cosent"])  # cosent needs the global batch: gathered
+def test_two_processes_match_one_process(tiny_bert_dir, recipe, tmp_path, loss):
+    recipe.write_text(recipe.read_text() + f"loss: {loss}\n")
     one = _train([sys.executable], tmp_path / "one", tiny_bert_dir, recipe)
-    two = _train(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"],
-        tmp_path / "two",
-        tiny_bert_dir,
-        recipe,
-    )
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", "29517"]  # fmt: skip
+    two = _train(launch, tmp_path / "two", tiny_bert_dir, recipe)
     assert one["train/num_processes"] == 1 and two["train/num_processes"] == 2
     assert one["train/steps"] == two["train/steps"] == 6
 

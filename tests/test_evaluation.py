@@ -209,9 +209,23 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def test_read_texts_txt_skips_blank_lines(tmp_path):
-    path = write(tmp_path / "in.txt", "first line\n\n   \nsecond, with comma\n日本語 é\n")
+def test_read_texts_txt_one_text_per_line(tmp_path):
+    path = write(tmp_path / "in.txt", "first line\nsecond, with comma\n日本語 é\n")
     assert read_texts(path) == ["first line", "second, with comma", "日本語 é"]
+    assert read_texts(write(tmp_path / "no-newline.txt", "a\r\nb")) == ["a", "b"]
+
+
+def test_read_texts_txt_blank_line_is_an_error_so_rows_match_lines(tmp_path):
+    path = write(tmp_path / "in.txt", "first line\n\n   \nsecond\n")
+    with pytest.raises(DataError, match=r"in\.txt:2: text is empty"):
+        read_texts(path)
+
+
+def test_read_texts_jsonl_null_or_number_is_an_error(tmp_path):
+    with pytest.raises(DataError, match=r"in\.jsonl:2: column 'text' must be a string, found None"):
+        read_texts(write(tmp_path / "in.jsonl", '{"text": "ok"}\n{"text": null}\n'))
+    with pytest.raises(DataError, match=r"in\.jsonl:1: column 'text' must be a string, found 5"):
+        read_texts(write(tmp_path / "in.jsonl", '{"text": 5}\n'))
 
 
 def test_read_texts_csv_with_quoted_commas(tmp_path):

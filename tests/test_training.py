@@ -180,3 +180,30 @@ def test_weights_actually_change(tiny_bert_dir, tmp_path, demo_data):
     changed = [k for k in before if k in after and not torch.equal(before[k], after[k])]
     assert "embeddings.word_embeddings.weight" in changed
     assert "encoder.layer.0.attention.self.query.weight" in changed
+
+
+def test_bf16_autocast_runs_on_cpu(tiny_bert_dir, tmp_path, demo_data):
+    data = {**demo_data, "dev": None, "test": None}
+    fp32 = train(config(tmp_path, tiny_bert_dir, max_steps=3), datasets=data, save=False).losses
+    bf16 = train(
+        config(tmp_path, tiny_bert_dir, max_steps=3, mixed_precision="bf16"), datasets=data, save=False
+    )
+    assert all(torch.isfinite(torch.tensor(bf16.losses)))
+    assert bf16.losses != fp32  # autocast really changed the arithmetic...
+    assert bf16.losses == pytest.approx(fp32, rel=0.05)  # ...but not the result beyond bf16 rounding
+    assert next(bf16.encoder.parameters()).dtype == torch.float32  # master weights stay float32
+
+
+def test_max_steps_overrides_epochs(tiny_bert_dir, tmp_path, demo_data):
+    data = {**demo_data, "dev": None, "test": None}  # 32 pairs, batch 8: 4 steps per epoch
+    result = train(config(tmp_path, tiny_bert_dir, epochs=1, max_steps=10), datasets=data, save=False)
+    assert len(result.losses) == 10
+
+
+def test_non_finite_metrics_are_written_as_null(caplog):
+    from sbert_siamese.training import metrics_json
+
+    with caplog.at_level("WARNING"):
+        text = metrics_json({"a": 1.0, "b": float("nan"), "c": 3})
+    assert json.loads(text) == {"a": 1.0, "b": None, "c": 3}
+    assert "['b']" in caplog.text

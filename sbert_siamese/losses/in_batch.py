@@ -1,0 +1,50 @@
+"""In-batch negatives (multiple-negatives ranking; Henderson et al. 2017, van den Oord et al. 2018).
+
+For anchors a_1..a_B and positives p_1..p_B, every other positive in the batch (and every optional hard
+negative) is a negative for a_i: loss = CE(scale * sim(a_i, [p_1..p_B, n_1..n_B]), target i).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..distances import distance_matrix, similarity
+
+
+def in_batch_negatives_loss(
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor | None = None,
+    scale: float = 20.0,
+    distance: str = "cosine",
+    symmetric: bool = False,
+    positive_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy of each anchor against its own positive among all candidates of the batch.
+
+    Args:
+        anchor, positive: (B, D); negative: optional (B, D) hard negatives, added as extra candidates.
+        scale: inverse temperature applied to the similarities (20 for cosine, as in SBERT).
+        distance: any name from ``sbert_siamese.distances``; the similarity is cos, dot, or -distance.
+        symmetric: also classify each positive against all anchors and average the two losses.
+        positive_ids: (B,) ids of the positive texts (e.g. hashes). Another column whose id equals the
+            anchor's own positive is the same text, not a negative, and is masked out.
+    """
+    candidates = positive if negative is None else torch.cat([positive, negative])  # (C, D)
+    scores = scale * similarity(distance, distance_matrix(distance, anchor, candidates))  # (B, C)
+    batch = anchor.shape[0]
+    target = torch.arange(batch, device=anchor.device)
+    if positive_ids is not None:
+        same = positive_ids[:, None] == positive_ids[None, :]  # (B, B)
+        same &= ~torch.eye(batch, dtype=torch.bool, device=anchor.device)
+        mask = torch.zeros_like(scores, dtype=torch.bool)
+        mask[:, :batch] = same
+        scores = scores.masked_fill(mask, float("-inf"))
+    loss = F.cross_entropy(scores, target)
+    if symmetric:
+        back = scale * similarity(distance, distance_matrix(distance, positive, anchor))  # (B, B)
+        if positive_ids is not None:
+            back = back.masked_fill(mask[:, :batch].T, float("-inf"))
+        loss = (loss + F.cross_entropy(back, target)) / 2
+    return loss
