@@ -125,6 +125,7 @@ def distance_matrix(name: str, a: torch.Tensor, b: torch.Tensor | None = None) -
 
 def similarity(name: str, distance: torch.Tensor) -> torch.Tensor:
     """The natural similarity for a distance: cos for cosine, u.v for dot, -d otherwise."""
+    check_distance(name)
     if name == "cosine":
         return 1.0 - distance
     return -distance

@@ -9,7 +9,16 @@ from ..distances import pairwise_distance
 from ..errors import ConfigError
 
 
-def _check(margin: float, labels: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+# The loss assumes d >= 0 with d = 0 at u == v; the dot "distance" -u.v is neither.
+CONTRASTIVE_DISTANCES = ("cosine", "euclidean", "squared_euclidean", "manhattan", "rbf")
+
+
+def _check(margin: float, labels: torch.Tensor, u: torch.Tensor, distance: str) -> torch.Tensor:
+    if distance not in CONTRASTIVE_DISTANCES:
+        raise ConfigError(
+            f"contrastive losses need a distance that is >= 0 and 0 at u == v; got {distance!r}, "
+            f"valid: {', '.join(CONTRASTIVE_DISTANCES)}"
+        )
     if margin < 0:
         raise ConfigError(f"margin must be >= 0, got {margin}")
     if labels.shape != u.shape[:1]:
@@ -29,7 +38,7 @@ def contrastive_loss(
     Args:
         u, v: (B, D) embeddings; labels: (B,) 1 for "same", 0 for "different".
     """
-    y = _check(margin, labels, u)
+    y = _check(margin, labels, u, distance)
     d = pairwise_distance(distance, u, v)  # (B,)
     return 0.5 * (y * d.pow(2) + (1 - y) * F.relu(margin - d).pow(2)).mean()
 
@@ -52,7 +61,7 @@ def online_contrastive_loss(
     """The contrastive loss over the hard pairs of the batch only (see ``hard_pair_mask``), averaged over
     those pairs; 0 (with a gradient graph) when no pair is hard.
     """
-    y = _check(margin, labels, u)
+    y = _check(margin, labels, u, distance)
     d = pairwise_distance(distance, u, v)  # (B,)
     hard = hard_pair_mask(d.detach(), labels)
     per_pair = 0.5 * (y * d.pow(2) + (1 - y) * F.relu(margin - d).pow(2))
