@@ -63,7 +63,7 @@ def _headline(metrics: dict) -> dict:
     keys = [k for k in metrics if k.endswith("spearman_cosine")] + [
         "train/steps",
         "train/seconds",
-        "train/pairs_per_second",
+        "train/examples_per_second",
     ]
     return {k: metrics[k] for k in keys if k in metrics}
 
@@ -153,7 +153,7 @@ def cmd_demo(args) -> int:
     print(f"\n2/3 test set ({test_file}), Spearman x 100 of cosine similarity vs gold score")
     print(f"    before fine-tuning: {100 * m['initial/sts-test_spearman_cosine']:.2f}")
     print(f"    after fine-tuning:  {100 * m['sts-test_spearman_cosine']:.2f}")
-    speed = f"{m['train/pairs_per_second']:.1f} pairs/s"
+    speed = f"{m['train/examples_per_second']:.1f} pairs/s"
     print(f"    ({m['train/steps']} steps in {m['train/seconds']:.1f} s, {speed})")
     after = _pair_cosines(result.encoder, DEMO_PAIRS)
     print("\n3/3 cosine similarity of a few pairs, before -> after")

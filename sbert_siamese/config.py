@@ -12,11 +12,15 @@ from pathlib import Path
 import yaml
 
 from .data import DATA_FORMATS
+from .distances import DISTANCES
 from .errors import ConfigError
-from .losses import PAIR_SCORE_LOSSES
+from .objectives import OBJECTIVES
 from .pooling import POOLING_MODES
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
+DERIVATIONS = ("none", "positives", "groups")
+SPLITS = ("none", "question")
+SAMPLERS = ("random", "no_duplicates", "groups")
 
 
 def _opt(default, help: str):
@@ -33,7 +37,7 @@ class TrainConfig:
     # data
     data_format: str = _opt("stsb", f"one of {', '.join(DATA_FORMATS)}")
     data_dir: str | None = _opt(None, "folder that relative data paths are read from")
-    train_data: str = _opt("sts-train.csv", "training pairs (path, or dataset name / folder for hf)")
+    train_data: str | list[str] = _opt("sts-train.csv", "training data: a path (or a list, concatenated)")
     dev_data: str | None = _opt("sts-dev.csv", "dev pairs, evaluated every eval_steps (null: none)")
     test_data: str | None = _opt("sts-test.csv", "test pairs, evaluated before and after (null: none)")
     text_a_column: str = _opt("sentence1", "column of the first text (csv/tsv/jsonl/parquet/hf)")
@@ -41,8 +45,29 @@ class TrainConfig:
     score_column: str = _opt("score", "column of the gold score")
     score_min: float = _opt(0.0, "lowest gold score; scores are scaled to [0, 1]")
     score_max: float = _opt(5.0, "highest gold score")
+    label_column: str = _opt("label", "column of the label (0/1, a class index, or a name in label_names)")
+    label_names: list[str] | None = _opt(None, "class names, in index order (e.g. NLI's three labels)")
+    text_columns: list[str] | None = _opt(None, "all text columns, e.g. [anchor, positive, negative]")
+    key_columns: list[str] | None = _opt(None, "per-text identity columns for the split (e.g. [qid1, qid2])")
+    derive: str = _opt("none", f"turn labelled pairs into the loss's input: {', '.join(DERIVATIONS)}")
+    extra_train_data: list[str] | None = _opt(None, "more labelled pairs for training only (after the split)")
+    split: str = _opt("none", f"{', '.join(SPLITS)}: split train_data into train/dev/test by question")
+    split_fractions: list[float] = _opt((0.8, 0.1, 0.1), "train, dev, test shares for split: question")
+    split_seed: int = _opt(0, "seed of the split")
+    sampler: str = _opt("random", f"batch sampler: {', '.join(SAMPLERS)}")
+    samples_per_group: int = _opt(2, "K of a P x K batch (sampler: groups)")
     # objective
-    loss: str = _opt("cosine", f"one of {', '.join(PAIR_SCORE_LOSSES)}")
+    loss: str = _opt("cosine", f"one of {', '.join(OBJECTIVES)}")
+    margin: float = _opt(0.5, "margin of the contrastive and triplet losses (in units of the distance)")
+    distance: str = _opt(
+        "cosine", f"distance of the contrastive/triplet/in-batch losses: {', '.join(DISTANCES)}"
+    )
+    scale: float = _opt(20.0, "inverse temperature of CoSENT and in-batch negatives")
+    symmetric: bool = _opt(False, "in-batch negatives in both directions")
+    num_labels: int = _opt(2, "classes of the softmax head")
+    use_product: bool = _opt(False, "softmax head also sees u * v")
+    untied: bool = _opt(False, "two towers with separate weights (pseudo-Siamese); column 0 uses tower a")
+    model_b: str | None = _opt(None, "starting model of tower b when untied (default: same as model)")
     # optimisation
     epochs: int = _opt(1, "passes over the training data")
     max_steps: int | None = _opt(None, "train exactly this many optimizer steps (overrides epochs)")
@@ -56,6 +81,9 @@ class TrainConfig:
     seed: int = _opt(0, "seed for shuffling, dropout and initialisation")
     cpu: bool = _opt(False, "train on the CPU even when a GPU is present")
     # evaluation and output
+    eval_name: str | None = _opt(
+        None, "metric key prefix, e.g. qqp -> qqp-test_ap_cosine (default sts/pairs)"
+    )
     eval_steps: int = _opt(100, "evaluate on dev every N optimizer steps (0: only at the end)")
     eval_batch_size: int = _opt(64, "texts per forward pass when evaluating")
     keep_best: bool = _opt(True, "keep the weights with the best dev metric, not the last ones")
@@ -63,6 +91,8 @@ class TrainConfig:
     overwrite: bool = _opt(False, "allow writing into a non-empty output_dir")
 
     def __post_init__(self):
+        # YAML gives lists, defaults are tuples: one type, so a saved recipe loads back equal.
+        self.split_fractions = [float(x) for x in self.split_fractions]
         self.validate()
 
     def validate(self) -> None:
@@ -85,11 +115,32 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"{name} must be a number, got {value!r}")
         choice("data_format", DATA_FORMATS)
-        choice("loss", tuple(PAIR_SCORE_LOSSES))
+        choice("loss", tuple(OBJECTIVES))
+        choice("distance", DISTANCES)
+        choice("derive", DERIVATIONS)
+        choice("split", SPLITS)
+        choice("sampler", SAMPLERS)
+        for name in ("margin", "scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+        if self.split == "question":
+            fr = list(self.split_fractions)
+            if (
+                len(fr) != 3
+                or any(not isinstance(x, int | float) or x < 0 for x in fr)
+                or abs(sum(fr) - 1) > 1e-6
+            ):
+                raise ConfigError(
+                    f"split_fractions must be three shares (train, dev, test) summing to 1, got {fr}"
+                )
+        if isinstance(self.train_data, list) and not self.train_data:
+            raise ConfigError("train_data is an empty list")
         choice("mixed_precision", MIXED_PRECISION)
         if self.pooling is not None:
             choice("pooling", POOLING_MODES)
-        for name in ("epochs", "batch_size", "gradient_accumulation_steps", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "gradient_accumulation_steps", "eval_batch_size", "num_labels",
+                     "samples_per_group"):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
@@ -109,7 +160,8 @@ class TrainConfig:
             )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        values = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")

@@ -19,7 +19,7 @@ import torch
 
 from .errors import ConfigError, DataError
 
-DATA_FORMATS = ("stsb", "csv", "tsv", "jsonl", "parquet", "hf")
+DATA_FORMATS = ("stsb", "csv", "tsv", "tsv_quoted", "jsonl", "parquet", "hf")
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
@@ -190,7 +190,8 @@ def read_pairs(
     columns: Columns = Columns(),
     score_range: ScoreRange = ScoreRange(),
 ) -> list[PairExample]:
-    """Read scored pairs from CSV (with a header, standard quoting), TSV (header, no quoting), JSONL
+    """Read scored pairs from CSV (with a header, standard quoting), TSV (header, no quoting), tsv_quoted
+    (header, tab-separated, CSV quoting: Quora's QQP files), JSONL
     (one object per line) or parquet; the format follows the extension unless given.
 
     Example:
@@ -206,6 +207,8 @@ def read_pairs(
         rows = _rows_from_table(path, ",", csv.QUOTE_MINIMAL, required)
     elif fmt == "tsv":
         rows = _rows_from_table(path, "\t", csv.QUOTE_NONE, required)
+    elif fmt == "tsv_quoted":  # tab-separated with CSV quoting, like Quora's question-pairs release
+        rows = _rows_from_table(path, "\t", csv.QUOTE_MINIMAL, required)
     elif fmt == "jsonl":
         rows = _rows_from_jsonl(path)
     elif fmt == "parquet":

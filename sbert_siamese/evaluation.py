@@ -27,6 +27,19 @@ def pairwise_similarities(u: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]
     }
 
 
+def embed_pairs(model, sentences1, sentences2, batch_size: int, show_progress_bar: bool):
+    """(N, D) embeddings of both sides. A model with untied towers encodes side a and side b with their own
+    tower; otherwise each distinct sentence is encoded once."""
+    if getattr(model, "untied", False):
+        u = model.encode(sentences1, side="a", batch_size=batch_size, show_progress_bar=show_progress_bar)
+        v = model.encode(sentences2, side="b", batch_size=batch_size, show_progress_bar=show_progress_bar)
+        return u, v
+    unique = list(dict.fromkeys(list(sentences1) + list(sentences2)))
+    index = {s: i for i, s in enumerate(unique)}
+    embeddings = model.encode(unique, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    return embeddings[[index[s] for s in sentences1]], embeddings[[index[s] for s in sentences2]]
+
+
 class STSEvaluator:
     """Pearson and Spearman correlation between gold scores and embedding similarities.
 
@@ -149,6 +162,10 @@ class PairClassificationEvaluator:
     Keys: ``{name}_{metric}_{similarity}``, e.g. ``qqp-test_ap_cosine``, ``qqp-test_f1_threshold_cosine``.
     Thresholds are in each measure's own units: a similarity for cosine and dot ("same if >= t"), a
     distance for euclidean and manhattan ("same if <= t"). Primary metric: ``{name}_ap_cosine``.
+
+    With ``use_head=True`` and a model whose head predicts "same" (a 2-class softmax or the weighted-L1
+    verification head), the head's probability of "same" is scored too (keys ``..._head``) and becomes
+    the primary metric.
     """
 
     def __init__(
@@ -159,9 +176,11 @@ class PairClassificationEvaluator:
         name: str = "pairs",
         batch_size: int = 64,
         show_progress_bar: bool = False,
+        use_head: bool = False,
     ):
         if not (len(sentences1) == len(sentences2) == len(labels)):
             raise ValueError("sentences1, sentences2 and labels must have the same length")
+        self.use_head = use_head
         values = set(np.asarray(labels).tolist())
         if not values <= {0, 1}:
             raise ValueError(f"labels must be 0 or 1, found {sorted(values - {0, 1})[:5]}")

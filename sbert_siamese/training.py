@@ -26,51 +26,25 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .config import TrainConfig
-from .data import Columns, PairCollator, PairExample, ScoreRange, load_pairs
+from .data import PairExample
 from .encoder import SiameseEncoder
 from .errors import ConfigError
-from .evaluation import STSEvaluator
-from .losses import PAIR_SCORE_LOSSES
-
-# Losses whose value for one item depends on the other items of the batch.
-BATCH_LOSSES = {"cosent"}
+from .examples import Example, ExampleCollator, from_pairs
+from .model import SiameseModel
+from .objectives import ObjectiveParams, get_objective, make_head
+from .samplers import GroupBatchSampler, NoDuplicatesBatchSampler
+from .task_data import TaskData, make_evaluator, prepare_data
 
 logger = logging.getLogger(__name__)
 
 
-class PairModel(nn.Module):
-    """The one trainable module given to ``accelerator.prepare``: the shared encoder (later: + heads).
-
-    ``forward`` runs both sides of each pair through the same encoder in one pass and returns (u, v).
-    """
-
-    def __init__(self, encoder: SiameseEncoder):
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, **features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder.forward_pairs(features)
-
-
 @dataclass
 class TrainResult:
-    encoder: SiameseEncoder
+    encoder: SiameseEncoder  # tower a of the trained model
     metrics: dict[str, float]
     losses: list[float] = field(default_factory=list)  # mean loss of each optimizer step
     output_dir: Path | None = None
-
-
-def load_datasets(config: TrainConfig) -> dict[str, list[PairExample] | None]:
-    """Read train/dev/test as the config says; fails before any model is loaded."""
-    columns = Columns(config.text_a_column, config.text_b_column, config.score_column)
-    scores = ScoreRange(config.score_min, config.score_max)
-    splits = {"train": config.train_data, "dev": config.dev_data, "test": config.test_data}
-    return {
-        name: None
-        if source is None
-        else load_pairs(source, config.data_format, config.data_dir, columns, scores)
-        for name, source in splits.items()
-    }
+    model: SiameseModel | None = None  # encoder(s) + head
 
 
 def _check_output_dir(config: TrainConfig) -> Path:
@@ -99,11 +73,11 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
-def _evaluate(accelerator: Accelerator, encoder: SiameseEncoder, evaluator: STSEvaluator | None) -> dict:
+def _evaluate(accelerator: Accelerator, model: SiameseModel, evaluator) -> dict:
     """Run on the main process; every process gets the same numbers (so all agree on 'best')."""
     result = [None]
     if evaluator is not None and accelerator.is_main_process:
-        result = [evaluator(encoder)]
+        result = [evaluator(model)]
     if accelerator.num_processes > 1:
         result = broadcast_object_list(result, from_process=0)
     return result[0] or {}
@@ -152,25 +126,32 @@ def _forget_previous_accelerator(config: TrainConfig) -> None:
 def train(
     config: TrainConfig,
     encoder: SiameseEncoder | None = None,
-    datasets: dict[str, list[PairExample] | None] | None = None,
+    datasets: dict[str, list | None] | None = None,
     show_progress_bar: bool = False,
     save: bool = True,
 ) -> TrainResult:
-    """Fine-tune a Siamese encoder as ``config`` says and write the results to ``config.output_dir``.
+    """Fine-tune a Siamese model as ``config`` says and write the results to ``config.output_dir``.
 
     Args:
         config: a validated ``TrainConfig`` (see ``load_recipe``).
-        encoder: start from this encoder instead of loading ``config.model``.
-        datasets: ``{"train": [...], "dev": [...] | None, "test": [...] | None}`` instead of reading files.
+        encoder: start from this encoder instead of loading ``config.model`` (tower a when untied).
+        datasets: ``{"train": [...], "dev": [...] | None, "test": [...] | None}`` of ``Example`` (or
+            ``PairExample``) instead of reading files; dev/test hold scored or 0/1-labelled pairs.
         show_progress_bar: a tqdm bar with the running loss (main process only).
-        save: write the model directory, metrics.json, recipe.yaml and train_log.jsonl.
+        save: write the model directory, metrics.json, recipe.yaml, train_log.jsonl and README.md.
 
     Returns:
-        ``TrainResult`` with the trained (best-on-dev) encoder, the metrics written to metrics.json and the
-        per-step losses.
+        ``TrainResult`` with the trained (best-on-dev) model and encoder, the metrics written to
+        metrics.json and the per-step losses.
     """
     if config.mixed_precision == "fp16" and (config.cpu or not torch.cuda.is_available()):
         raise ConfigError("mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on CPU")
+    objective = get_objective(config.loss)
+    params = ObjectiveParams(
+        config.margin, config.distance, config.scale, config.symmetric, config.num_labels, config.use_product
+    )
+    if config.untied and objective.texts == (1,):
+        raise ConfigError(f"untied towers need examples with two or more texts; loss {config.loss} has one")
     out_dir = _check_output_dir(config) if save else None
     _forget_previous_accelerator(config)
     accelerator = Accelerator(
@@ -188,67 +169,54 @@ def train(
     set_seed(config.seed)
 
     # 1. data (before the model: a bad row should fail in seconds, not after loading weights)
-    data = datasets if datasets is not None else load_datasets(config)
-    train_examples = data["train"]
-    if not train_examples:
-        raise ConfigError("no training pairs")
-    dev_eval = (
-        STSEvaluator.from_examples(data["dev"], "sts-dev", batch_size=config.eval_batch_size)
-        if data.get("dev")
-        else None
-    )
-    test_eval = (
-        STSEvaluator.from_examples(data["test"], "sts-test", batch_size=config.eval_batch_size)
-        if data.get("test")
-        else None
-    )
+    data = _in_memory(datasets, objective) if datasets is not None else prepare_data(config, objective)
+    _check_shapes(data.train, objective, config)
+    dev_eval = make_evaluator(data.dev, "dev", data, config, objective)
+    test_eval = make_evaluator(data.test, "test", data, config, objective)
 
-    # 2. model
+    # 2. model: tower a (+ tower b when untied) + the objective's head
     if encoder is None:
-        encoder = SiameseEncoder.from_pretrained(
-            config.model,
-            pooling=config.pooling,
-            normalize=config.normalize,
-            max_seq_length=config.max_seq_length,
-        )
-    encoder.to(accelerator.device)
-    loss_fn = PAIR_SCORE_LOSSES[config.loss]
+        encoder = _load_encoder(config, config.model)
+    tower_b = _load_encoder(config, config.model_b or config.model) if config.untied else None
+    head = make_head(objective, encoder.embedding_dim, params)
+    model = SiameseModel(encoder, head=head, tower_b=tower_b, label_names=config.label_names)
+    model.to(accelerator.device)
 
     # 3. the starting model's metrics
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = dict(data.stats)
     log_records: list[dict] = []
-    initial = _evaluate(accelerator, encoder, test_eval)
-    initial_dev = _evaluate(accelerator, encoder, dev_eval)
+    initial = _evaluate(accelerator, model, test_eval)
+    initial_dev = _evaluate(accelerator, model, dev_eval)
     metrics.update({f"initial/{k}": v for k, v in {**initial, **initial_dev}.items()})
     best_score = initial_dev.get(dev_eval.primary_metric) if dev_eval else None
     best_step = 0
     track_best = config.keep_best and dev_eval is not None and accelerator.is_main_process
 
     def snapshot() -> dict[str, torch.Tensor]:
-        return {k: t.detach().to("cpu", copy=True) for k, t in encoder.state_dict().items()}
+        return {k: t.detach().to("cpu", copy=True) for k, t in model_state().items()}
 
+    def model_state():
+        return accelerator.unwrap_model(prepared).state_dict() if prepared is not None else model.state_dict()
+
+    prepared = None
     best_state = snapshot() if track_best else None
     if initial_dev:
         log_records.append({"step": 0, **initial_dev})
 
     # 4. data loader, optimizer, schedule
-    collator = PairCollator(encoder)
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(
-        train_examples, batch_size=config.batch_size, shuffle=True, collate_fn=collator, generator=generator
-    )
+    collator = ExampleCollator(encoder, objective.target)
+    loader = _loader(data.train, collator, config)
     steps_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:  # as in the HF Trainer, max_steps overrides epochs
         total_steps = config.max_steps
     epochs = math.ceil(total_steps / steps_per_epoch)
-    model = PairModel(encoder)
     optimizer = _optimizer(model, config)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(config.warmup_ratio * total_steps), total_steps
     )
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    unwrapped: PairModel = accelerator.unwrap_model(model)
+    prepared, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    unwrapped: SiameseModel = accelerator.unwrap_model(prepared)
 
     # 5. the loop
     losses: list[float] = []
@@ -256,32 +224,32 @@ def train(
     step_losses: list[torch.Tensor] = []
     started = time.perf_counter()
     eval_seconds = 0.0  # dev evaluation inside the loop, reported so its cost is visible
-    pairs_seen = 0
+    examples_seen = 0
     bar = tqdm(
         total=total_steps,
         disable=not (show_progress_bar and accelerator.is_main_process),
         desc="Training",
         unit="step",
     )
-    model.train()
+    prepared.train()
     for _epoch in range(epochs):
         for batch in loader:
-            scores = batch.pop("scores")
-            with accelerator.accumulate(model):
-                u, v = model(**batch)
-                if config.loss in BATCH_LOSSES and accelerator.num_processes > 1:
-                    # A loss over the whole batch (CoSENT ranks every pair against every other) must see
-                    # the global batch, not this process's shard; see gather_with_grad.
-                    u, v, scores = (gather_with_grad(t) for t in (u, v, scores))
-                loss = loss_fn(u.float(), v.float(), scores)
+            targets = batch.pop("targets")
+            with accelerator.accumulate(prepared):
+                embeddings = prepared(**batch)  # (B, k, D)
+                if objective.batch_wide and accelerator.num_processes > 1:
+                    # A loss over the whole batch (CoSENT, in-batch negatives, mined triplets) must see the
+                    # global batch, not this process's shard; see gather_with_grad.
+                    embeddings, targets = gather_with_grad(embeddings), gather_with_grad(targets)
+                loss = objective.loss(embeddings.float(), targets, unwrapped.head, params)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                    accelerator.clip_grad_norm_(prepared.parameters(), config.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
             step_losses.append(loss.detach())
-            pairs_seen += scores.shape[0] * accelerator.num_processes
+            examples_seen += batch["input_ids"].shape[0] * accelerator.num_processes
             if not accelerator.sync_gradients:
                 continue
             step += 1
@@ -293,11 +261,11 @@ def train(
             bar.set_postfix(loss=f"{mean_loss:.4f}")
             last = step == total_steps
             if dev_eval is not None and ((config.eval_steps and step % config.eval_steps == 0) or last):
-                model.eval()
+                prepared.eval()
                 eval_started = time.perf_counter()
-                dev = _evaluate(accelerator, unwrapped.encoder, dev_eval)
+                dev = _evaluate(accelerator, unwrapped, dev_eval)
                 eval_seconds += time.perf_counter() - eval_started
-                model.train()
+                prepared.train()
                 record.update(dev)
                 score = dev[dev_eval.primary_metric]
                 if best_score is None or score > best_score:
@@ -322,31 +290,28 @@ def train(
 
     # 6. the best weights, final test metrics, files
     accelerator.wait_for_everyone()
-    encoder = unwrapped.encoder
     if track_best and best_step != step:
-        encoder.load_state_dict(best_state)
+        unwrapped.load_state_dict(best_state)
         logger.info("restored the best dev weights (step %d of %d)", best_step, step)
-    encoder.eval()
-    final = _evaluate(accelerator, encoder, test_eval)
-    metrics.update(final)
+    unwrapped.eval()
+    metrics.update(_evaluate(accelerator, unwrapped, test_eval))
     if dev_eval is not None:
         metrics[f"best/{dev_eval.primary_metric}"] = float(best_score)
         metrics["best/step"] = best_step
+    truncated = accelerator.reduce(torch.tensor(collator.truncated, device=accelerator.device), "sum")
     metrics.update(
         {
             "train/steps": step,
             "train/seconds": round(seconds, 3),
             "train/eval_seconds": round(eval_seconds, 3),
-            "train/pairs_per_second": round(pairs_seen / max(seconds - eval_seconds, 1e-9), 3),
-            "train/truncated_texts": int(
-                accelerator.reduce(torch.tensor(collator.truncated, device=accelerator.device), "sum").item()
-            ),
+            "train/examples_per_second": round(examples_seen / max(seconds - eval_seconds, 1e-9), 3),
+            "train/truncated_texts": int(truncated.item()),
             "train/num_processes": accelerator.num_processes,
         }
     )
     if save and accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
-        encoder.save(out_dir)
+        unwrapped.save(out_dir)
         (out_dir / "metrics.json").write_text(metrics_json(metrics), encoding="utf-8")
         config.save(out_dir / "recipe.yaml")
         (out_dir / "README.md").write_text(model_card(config, metrics), encoding="utf-8")
@@ -354,7 +319,50 @@ def train(
             for rec in log_records:
                 fh.write(json.dumps(rec) + "\n")
     accelerator.wait_for_everyone()
-    return TrainResult(encoder=encoder, metrics=metrics, losses=losses, output_dir=out_dir)
+    return TrainResult(unwrapped.encoder, metrics, losses, out_dir, unwrapped)
+
+
+def _load_encoder(config: TrainConfig, name: str) -> SiameseEncoder:
+    return SiameseEncoder.from_pretrained(
+        name, pooling=config.pooling, normalize=config.normalize, max_seq_length=config.max_seq_length
+    )
+
+
+def _in_memory(datasets: dict, objective) -> TaskData:
+    def convert(items):
+        if items is None:
+            return None
+        return [from_pairs([e])[0] if isinstance(e, PairExample) else e for e in items]
+
+    eval_target = "score" if objective.target == "score" else "binary"
+    return TaskData(
+        convert(datasets["train"]), convert(datasets.get("dev")), convert(datasets.get("test")), eval_target
+    )
+
+
+def _check_shapes(train: list[Example], objective, config: TrainConfig) -> None:
+    if not train:
+        raise ConfigError("no training examples")
+    sizes = {len(e.texts) for e in train}
+    if len(sizes) != 1 or next(iter(sizes)) not in objective.texts:
+        raise ConfigError(
+            f"loss {config.loss} takes {' or '.join(map(str, objective.texts))} text(s) per example; the "
+            f"training data has {sorted(sizes)} (check text_columns / derive)"
+        )
+
+
+def _loader(train: list[Example], collator: ExampleCollator, config: TrainConfig) -> DataLoader:
+    if config.sampler == "no_duplicates":
+        sampler = NoDuplicatesBatchSampler(train, config.batch_size, config.seed)
+        return DataLoader(train, batch_sampler=sampler, collate_fn=collator)
+    if config.sampler == "groups":
+        groups = [e.target for e in train]
+        sampler = GroupBatchSampler(groups, config.batch_size, config.samples_per_group, config.seed)
+        return DataLoader(train, batch_sampler=sampler, collate_fn=collator)
+    generator = torch.Generator().manual_seed(config.seed)
+    return DataLoader(
+        train, batch_size=config.batch_size, shuffle=True, collate_fn=collator, generator=generator
+    )
 
 
 def metrics_json(metrics: dict[str, float]) -> str:

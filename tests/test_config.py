@@ -47,7 +47,7 @@ def test_every_field_has_help():
     "values, expected",
     [
         ({"loss": "mse"}, ["loss='mse'", "cosine", "cosent"]),
-        ({"data_format": "xlsx"}, ["data_format='xlsx'", "stsb, csv, tsv, jsonl, parquet, hf"]),
+        ({"data_format": "xlsx"}, ["data_format='xlsx'", "stsb, csv, tsv, tsv_quoted, jsonl, parquet, hf"]),
         ({"pooling": "sum"}, ["pooling='sum'", "mean, cls, max"]),
         ({"mixed_precision": "fp8"}, ["mixed_precision='fp8'", "no, bf16, fp16"]),
         ({"batch_size": 0}, ["batch_size must be an integer >= 1, got 0"]),
@@ -149,11 +149,11 @@ def test_load_recipe_unknown_key(tmp_path):
 
 
 def test_load_recipe_bad_value_names_the_file(tmp_path):
-    path = write(tmp_path / "r.yaml", "loss: triplet\n")
+    path = write(tmp_path / "r.yaml", "loss: quadruplet\n")
     with pytest.raises(ConfigError) as info:
         load_recipe(path)
     assert str(info.value).startswith(f"{path}: ")
-    assert "loss='triplet'" in str(info.value) and "cosine, cosent" in str(info.value)
+    assert "loss='quadruplet'" in str(info.value) and "cosine, cosent, contrastive" in str(info.value)
     path = write(tmp_path / "r2.yaml", "learning_rate: fast\n")
     with pytest.raises(ConfigError, match=r"learning_rate must be a number, got 'fast'"):
         load_recipe(path)

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from ..distances import pairwise_distance
 from ..errors import ConfigError
 
-
 # The loss assumes d >= 0 with d = 0 at u == v; the dot "distance" -u.v is neither.
 CONTRASTIVE_DISTANCES = ("cosine", "euclidean", "squared_euclidean", "manhattan", "rbf")
 

@@ -1,0 +1,229 @@
+"""Training examples of any shape: k texts and one target, read from files and derived from labelled pairs.
+
+- ``Example(texts, target)``: ``texts`` has 2 items for pairs, 3 for (anchor, positive, negative), 1 for a
+  text with a group label. ``target`` is a scaled score, a 0/1 label, a class index, a group id, or None.
+- ``read_examples`` reads any of them from csv / tsv / tsv_quoted / jsonl / parquet / stsb with a column
+  mapping; ``positives`` and ``duplicate_groups`` derive in-batch-negative pairs and group-labelled texts
+  from labelled pairs; ``ExampleCollator`` tokenizes a batch into (B, k, T) tensors.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .data import (
+    EXTENSIONS,
+    PairExample,
+    ScoreRange,
+    _rows_from_jsonl,
+    _rows_from_table,
+    _text,
+    read_stsb,
+)
+from .errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class Example:
+    texts: tuple[str, ...]
+    target: float | int | None = None
+    source: str = ""
+
+
+def from_pairs(pairs: Iterable[PairExample]) -> list[Example]:
+    return [Example((p.text_a, p.text_b), p.score, p.source) for p in pairs]
+
+
+def parse_label(raw, label_names: Sequence[str] | None, num_labels: int, path: str, line: int | None) -> int:
+    """A class index from an int-like value or, with ``label_names``, a name; errors name file and line."""
+    text = str(raw).strip()
+    if label_names and text in label_names:
+        return list(label_names).index(text)
+    try:
+        value = int(float(text)) if text not in ("", "nan") and float(text).is_integer() else None
+    except ValueError:
+        value = None
+    valid = list(label_names) if label_names else list(range(num_labels))
+    if value is None or not 0 <= value < num_labels:
+        raise DataError(f"label {raw!r} is not one of {valid}", path, line)
+    return value
+
+
+def _rows(path: str, data_format: str, required: Sequence[str]) -> Iterable[tuple[int | None, dict]]:
+    if data_format == "csv":
+        return _rows_from_table(path, ",", csv.QUOTE_MINIMAL, required)
+    if data_format == "tsv":
+        return _rows_from_table(path, "\t", csv.QUOTE_NONE, required)
+    if data_format == "tsv_quoted":
+        return _rows_from_table(path, "\t", csv.QUOTE_MINIMAL, required)
+    if data_format == "jsonl":
+        return _rows_from_jsonl(path)
+    if data_format == "parquet":
+        if not Path(path).exists():
+            raise DataError("file not found", path)
+        import datasets
+
+        ds = datasets.Dataset.from_parquet(path)
+        missing = [c for c in required if c not in ds.column_names]
+        if missing:
+            raise DataError(f"missing column(s) {missing}; found {ds.column_names}", path)
+        return ((None, row) for row in ds)
+    raise ConfigError(
+        f"{path}: data_format {data_format!r} cannot hold these columns; "
+        "use csv, tsv, tsv_quoted, jsonl or parquet"
+    )
+
+
+def read_examples(
+    path: str | Path,
+    data_format: str | None,
+    text_columns: Sequence[str],
+    target: str,
+    target_column: str | None = None,
+    score_range: ScoreRange | None = None,
+    label_names: Sequence[str] | None = None,
+    num_labels: int = 2,
+    key_columns: Sequence[str] | None = None,
+) -> tuple[list[Example], list[tuple[str, ...]]]:
+    """Read examples with ``len(text_columns)`` texts each.
+
+    Args:
+        target: ``score`` (scaled with ``score_range``), ``binary`` (0/1), ``class`` (index or name from
+            ``label_names``), ``group`` (any id, kept as given), or ``none``.
+        key_columns: optional per-text identity columns (e.g. Quora's ``qid1, qid2``) returned alongside,
+            for question-level splits; defaults to the normalised texts.
+
+    Returns:
+        (examples, keys): ``keys[i]`` holds one key per text of example i.
+    """
+    path = str(path)
+    score_range = score_range or ScoreRange()
+    fmt = data_format or EXTENSIONS.get(Path(path).suffix.lower())
+    if fmt == "stsb":
+        if target != "score":
+            raise ConfigError(
+                f"{path}: the stsb format holds scored pairs; target {target!r} needs another format"
+            )
+        pairs = read_stsb(path, score_range)
+        return from_pairs(pairs), [(normalise(p.text_a), normalise(p.text_b)) for p in pairs]
+    if target != "none" and not target_column:
+        raise ConfigError(f"target {target!r} needs a target column (score_column / label_column)")
+    required = list(text_columns) + ([target_column] if target != "none" else []) + list(key_columns or [])
+    examples, keys = [], []
+    n_labels = 2 if target == "binary" else num_labels
+    for line_no, row in _rows(path, fmt, required):
+        for column in required:
+            if column not in row:
+                raise DataError(
+                    f"missing column {column!r}; found columns {sorted(map(str, row))}", path, line_no
+                )
+        texts = tuple(_text(row[c], f"column {c!r}", path, line_no) for c in text_columns)
+        if target == "score":
+            value = score_range.scale(row[target_column], path, line_no)
+        elif target in ("binary", "class"):
+            value = parse_label(row[target_column], label_names, n_labels, path, line_no)
+        elif target == "group":
+            value = row[target_column]
+        else:
+            value = None
+        where = f"{path}:{line_no}" if line_no is not None else path
+        examples.append(Example(texts, value, where))
+        keys.append(tuple(str(row[c]) for c in key_columns) if key_columns else tuple(map(normalise, texts)))
+    if not examples:
+        raise DataError("no examples found", path)
+    return examples, keys
+
+
+def normalise(text: str) -> str:
+    """Identity of a text for splits and de-duplication: lower-cased, whitespace collapsed."""
+    return " ".join(text.lower().split())
+
+
+def text_id(text: str) -> int:
+    """A stable 63-bit id of a normalised text (for masking duplicates inside a batch)."""
+    return (
+        int.from_bytes(hashlib.blake2b(normalise(text).encode("utf-8"), digest_size=8).digest(), "big") >> 1
+    )
+
+
+def positives(examples: Sequence[Example]) -> list[Example]:
+    """(a, b) pairs labelled 1 -> target-less (anchor, positive) examples for in-batch negatives."""
+    return [Example(e.texts[:2], None, e.source) for e in examples if e.target == 1]
+
+
+def duplicate_groups(examples: Sequence[Example], min_size: int = 2) -> list[Example]:
+    """Connected components of the duplicate graph (pairs labelled 1) -> one ``Example((text,), group)`` per
+    text. Texts are identified by ``normalise``; groups smaller than ``min_size`` are dropped (a P x K
+    sampler cannot use them). Groups are numbered in order of first appearance."""
+    parent: dict[str, str] = {}
+    first_text: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for e in examples:
+        if e.target != 1:
+            continue
+        keys = [normalise(t) for t in e.texts[:2]]
+        for key, text in zip(keys, e.texts[:2], strict=True):
+            parent.setdefault(key, key)
+            first_text.setdefault(key, text)
+        ra, rb = find(keys[0]), find(keys[1])
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    members: dict[str, list[str]] = {}
+    for key in parent:  # dicts keep insertion order: deterministic
+        members.setdefault(find(key), []).append(key)
+    out = []
+    for group_id, keys in enumerate(k for k in members.values() if len(k) >= min_size):
+        out.extend(Example((first_text[key],), group_id, "duplicate group") for key in keys)
+    return out
+
+
+class ExampleCollator:
+    """Tokenizes a batch of ``Example`` with k texts each into (B, k, T) tensors and (B,) ``targets``.
+
+    All B*k texts are tokenized in one call and padded to one length, so the encoder can run them in a
+    single forward pass; the (B, k, T) layout keeps an example together when accelerate splits a batch
+    across processes. Targets: float for scores, long for labels and groups; for target-less examples,
+    stable ids of the second text, so in-batch losses can mask duplicates. ``truncated`` counts texts cut
+    to ``max_seq_length``.
+    """
+
+    def __init__(self, encoder, target: str):
+        self.encoder = encoder
+        self.target = target
+        self.truncated = 0
+        self._groups: dict = {}
+
+    def __call__(self, batch: Sequence[Example]) -> dict[str, torch.Tensor]:
+        k = len(batch[0].texts)
+        if any(len(e.texts) != k for e in batch):
+            raise DataError(f"a batch mixes examples with different numbers of texts (expected {k})")
+        texts = [self.encoder.prepare_text(e.texts[j]) for j in range(k) for e in batch]  # column-major
+        self.truncated += len(self.encoder.count_truncated(texts))
+        features = self.encoder.tokenize(texts)  # (k*B, T)
+        size = len(batch)
+        out = {name: t.reshape(k, size, -1).transpose(0, 1).contiguous() for name, t in features.items()}
+        out["targets"] = self._targets(batch)
+        return out
+
+    def _targets(self, batch: Sequence[Example]) -> torch.Tensor:
+        if self.target == "score":
+            return torch.tensor([float(e.target) for e in batch], dtype=torch.float32)
+        if self.target == "none":
+            return torch.tensor(
+                [text_id(e.texts[1]) if len(e.texts) > 1 else 0 for e in batch], dtype=torch.long
+            )
+        if self.target == "group":  # any hashable id -> a small integer, stable for the collator's lifetime
+            return torch.tensor([self._groups.setdefault(e.target, len(self._groups)) for e in batch])
+        return torch.tensor([int(e.target) for e in batch], dtype=torch.long)

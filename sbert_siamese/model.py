@@ -1,0 +1,167 @@
+"""SiameseModel: what training optimises and saves: the shared encoder, an optional second (untied) tower,
+and an optional comparison head.
+
+Directory layout on top of the encoder's sentence-transformers layout (which ``SentenceTransformer(path)``
+still loads: it is tower a)::
+
+    head/config.json, head/model.safetensors   the softmax / weighted-L1 head, with label names
+    tower_b/                                   the second tower of an untied (pseudo-Siamese) model
+    sbert_siamese.json                         {"towers": "tied" | "untied", ...}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .encoder import SiameseEncoder
+from .errors import ConfigError, ModelFormatError
+from .heads import SoftmaxHead, WeightedL1Head
+from .resolve import resolve_model_path
+
+SIDES = ("a", "b")
+
+
+class SiameseModel(nn.Module):
+    """Encoder(s) + optional head. With ``tower_b`` None (the default) both sides share every weight.
+
+    Column 0 of every example goes through tower a; the other columns (the b side of a pair, the positive
+    and negative of a triplet) through tower b, which is tower a itself when the towers are tied.
+    """
+
+    def __init__(
+        self,
+        encoder: SiameseEncoder,
+        head: nn.Module | None = None,
+        tower_b: SiameseEncoder | None = None,
+        label_names: Sequence[str] | None = None,
+    ):
+        super().__init__()
+        self.encoder = encoder
+        self.tower_b = tower_b
+        self.head = head
+        self.label_names = list(label_names) if label_names else None
+        if tower_b is not None and tower_b.embedding_dim != encoder.embedding_dim:
+            raise ConfigError(
+                "untied towers must embed into the same dimension: "
+                f"{encoder.embedding_dim} vs {tower_b.embedding_dim}"
+            )
+
+    @property
+    def untied(self) -> bool:
+        return self.tower_b is not None
+
+    def tower(self, side: str) -> SiameseEncoder:
+        if side not in SIDES:
+            raise ConfigError(f"side must be one of {', '.join(SIDES)}, got {side!r}")
+        return self.tower_b if side == "b" and self.tower_b is not None else self.encoder
+
+    # ------------------------------------------------------------------------------------ training
+    def forward(self, **features: torch.Tensor) -> torch.Tensor:
+        """(B, k, T) features of k texts per example -> (B, k, D) embeddings."""
+        batch, k, length = features["input_ids"].shape
+        if self.tower_b is None or k == 1:
+            flat = {name: t.reshape(batch * k, length) for name, t in features.items()}  # (B*k, T)
+            return self.encoder(**flat).reshape(batch, k, -1)
+        first = self.encoder(**{name: t[:, 0] for name, t in features.items()})  # (B, D)
+        rest = {name: t[:, 1:].reshape(batch * (k - 1), length) for name, t in features.items()}
+        others = self.tower_b(**rest).reshape(batch, k - 1, -1)  # (B, k-1, D)
+        return torch.cat([first[:, None], others], dim=1)
+
+    # ------------------------------------------------------------------------------------ inference
+    def encode(self, texts, side: str = "a", **kwargs):
+        """``SiameseEncoder.encode`` with the tower of ``side`` (``a``: queries / first texts)."""
+        return self.tower(side).encode(texts, **kwargs)
+
+    @torch.inference_mode()
+    def predict(self, texts_a: Sequence[str], texts_b: Sequence[str], batch_size: int = 32) -> dict:
+        """Labels and probabilities from the trained head for pairs (texts_a[i], texts_b[i]).
+
+        Returns ``{"labels": [...], "probabilities": (N, C) array, "label_names": [...]}``; for the
+        weighted-L1 verification head C = 2 (columns: different, same).
+        """
+        if self.head is None:
+            raise ConfigError(
+                "this model has no classification head (trained with a softmax or verification loss); "
+                "compare embeddings instead (encode + cosine)"
+            )
+        if len(texts_a) != len(texts_b):
+            raise ConfigError(f"texts_a and texts_b differ in length: {len(texts_a)} vs {len(texts_b)}")
+        u = self.encode(list(texts_a), side="a", batch_size=batch_size, convert_to="torch")
+        v = self.encode(list(texts_b), side="b", batch_size=batch_size, convert_to="torch")
+        was_training = self.head.training
+        self.head.eval()
+        head = self.head.to("cpu")
+        logits = head(u, v).float()
+        self.head.train(was_training)
+        if isinstance(head, WeightedL1Head):
+            same = torch.sigmoid(logits)
+            probabilities = torch.stack([1 - same, same], dim=1)
+        else:
+            probabilities = torch.softmax(logits, dim=-1)
+        index = probabilities.argmax(dim=1).numpy()
+        names = self.label_names or [str(i) for i in range(probabilities.shape[1])]
+        return {
+            "labels": [names[i] for i in index],
+            "label_ids": index,
+            "probabilities": probabilities.numpy().astype(np.float32),
+            "label_names": names,
+        }
+
+    # ------------------------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        self.encoder.save(path)
+        meta = {"library": "sbert-siamese", "towers": "untied" if self.untied else "tied"}
+        if self.tower_b is not None:
+            self.tower_b.save(path / "tower_b")
+        if self.head is not None:
+            head_dir = path / "head"
+            head_dir.mkdir(parents=True, exist_ok=True)
+            config = {**self.head.config(), "label_names": self.label_names}
+            (head_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+            state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+            save_file(state, head_dir / "model.safetensors")
+            meta["head"] = config["type"]
+        from . import __version__
+
+        meta["version"] = __version__
+        (path / "sbert_siamese.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> SiameseModel:
+        """Load a model directory: encoder, and the head and tower b when present."""
+        root = resolve_model_path(name_or_path)
+        encoder = SiameseEncoder.from_pretrained(root)
+        tower_b = SiameseEncoder.from_pretrained(root / "tower_b") if (root / "tower_b").is_dir() else None
+        head, label_names = None, None
+        if (root / "head").is_dir():
+            head, label_names = _load_head(root / "head")
+        return cls(encoder, head=head, tower_b=tower_b, label_names=label_names)
+
+
+def _load_head(folder: Path) -> tuple[nn.Module, list[str] | None]:
+    config_file = folder / "config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"{config_file}: cannot read head config ({exc})") from None
+    kind = config.get("type")
+    if kind == "softmax":
+        head = SoftmaxHead(config["dimension"], config["num_labels"], config.get("use_product", False))
+    elif kind == "weighted_l1":
+        head = WeightedL1Head(config["dimension"])
+    else:
+        raise ModelFormatError(f"{config_file}: unknown head type {kind!r}; expected softmax or weighted_l1")
+    weights = folder / "model.safetensors"
+    if not weights.exists():
+        raise ModelFormatError(f"{folder}: expected model.safetensors")
+    head.load_state_dict(load_file(weights))
+    return head, config.get("label_names")

@@ -1,0 +1,95 @@
+"""Batch samplers that decide which examples share a batch (each yields lists of example indices).
+
+- ``NoDuplicatesBatchSampler``: no text appears twice in a batch, so in-batch negatives never contain a
+  copy of the anchor's own positive.
+- ``GroupBatchSampler``: P groups x K items per batch (Hermans et al. 2017), so batch-mined triplet losses
+  always find positives.
+Both are deterministic for a seed and draw a new order each epoch (each ``__iter__``), identically on every
+process, which is what accelerate needs to shard them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+
+from .errors import ConfigError
+from .examples import Example, normalise
+
+
+class NoDuplicatesBatchSampler:
+    """Shuffled batches of ``batch_size`` examples in which no (normalised) text repeats.
+
+    An example whose text is already in the batch being filled waits for a later batch; every example is
+    used exactly once per epoch (the last batches may be smaller).
+    """
+
+    def __init__(self, examples: Sequence[Example], batch_size: int, seed: int = 0):
+        self.keys = [frozenset(normalise(t) for t in e.texts) for e in examples]
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = list(range(len(self.keys)))
+        random.Random(f"{self.seed}-{self.epoch}").shuffle(order)
+        self.epoch += 1
+        pending = order
+        while pending:
+            batch, seen, rest = [], set(), []
+            for i in pending:
+                if len(batch) < self.batch_size and not (self.keys[i] & seen):
+                    batch.append(i)
+                    seen |= self.keys[i]
+                else:
+                    rest.append(i)
+            yield batch
+            pending = rest
+
+    def __len__(self) -> int:  # an estimate: duplicates may add a few batches at the end
+        return -(-len(self.keys) // self.batch_size)
+
+
+class GroupBatchSampler:
+    """Batches of P = batch_size // K groups with K examples each, groups drawn without replacement.
+
+    Only groups with at least K examples take part; one epoch is len(eligible groups) // P batches.
+    """
+
+    def __init__(self, groups: Sequence, batch_size: int, samples_per_group: int = 2, seed: int = 0):
+        if samples_per_group < 2:
+            raise ConfigError(
+                f"samples_per_group must be >= 2 (a group needs a positive), got {samples_per_group}"
+            )
+        if batch_size % samples_per_group:
+            raise ConfigError(
+                f"batch_size {batch_size} must be a multiple of samples_per_group {samples_per_group}"
+            )
+        members: dict = {}
+        for index, group in enumerate(groups):
+            members.setdefault(group, []).append(index)
+        self.members = [m for m in members.values() if len(m) >= samples_per_group]
+        self.k = samples_per_group
+        self.p = batch_size // samples_per_group
+        if len(self.members) < max(self.p, 2):
+            raise ConfigError(
+                f"groups sampler cannot fill a batch: {len(self.members)} groups have >= {self.k} "
+                f"examples, a batch needs {self.p} of them (and at least 2 for negatives); "
+                "lower batch_size or samples_per_group"
+            )
+        self.seed = seed
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = random.Random(f"{self.seed}-{self.epoch}")
+        self.epoch += 1
+        order = list(range(len(self.members)))
+        rng.shuffle(order)
+        for start in range(0, len(order) - self.p + 1, self.p):
+            batch = []
+            for g in order[start : start + self.p]:
+                batch.extend(rng.sample(self.members[g], self.k))
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.members) // self.p

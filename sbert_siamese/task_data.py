@@ -1,0 +1,156 @@
+"""From a TrainConfig to training examples and evaluators: read, split by question, add train-only data,
+derive the objective's input, and pick the evaluator that fits the targets.
+
+Order (each step fails with a file:line error before any model loads):
+1. read ``train_data`` (one path or a list, concatenated) with the columns and target the objective needs
+   (labelled pairs when ``derive`` turns them into something else);
+2. ``split: question`` cuts them into train / dev / test so that no question (normalised text, or the
+   ``key_columns``) is in two splits (``splits.split_by_question``); otherwise dev/test come from
+   ``dev_data`` / ``test_data``;
+3. ``extra_train_data`` joins train, minus any pair that shares a question with dev or test;
+4. ``derive: positives`` keeps the duplicate pairs as (anchor, positive) for in-batch negatives;
+   ``derive: groups`` turns duplicate clusters into group-labelled texts for batch-mined triplets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import TrainConfig
+from .data import Columns, ScoreRange, load_pairs
+from .errors import ConfigError
+from .evaluation import PairClassificationEvaluator, STSEvaluator
+from .examples import Example, duplicate_groups, from_pairs, positives, read_examples
+from .objectives import Objective
+from .splits import split_by_question
+
+
+@dataclass
+class TaskData:
+    train: list[Example]
+    dev: list[Example] | None
+    test: list[Example] | None
+    eval_target: str  # "score" (STS evaluation) or "binary" (pair classification)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def _paths(value) -> list[str]:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _read(config: TrainConfig, source: str, target: str) -> tuple[list[Example], list[tuple[str, ...]]]:
+    if config.data_format in ("stsb", "hf"):
+        if target != "score":
+            raise ConfigError(
+                f"data_format {config.data_format} holds scored pairs; loss {config.loss} needs "
+                "labels: use csv, tsv, tsv_quoted, jsonl or parquet"
+            )
+        columns = Columns(config.text_a_column, config.text_b_column, config.score_column)
+        pairs = load_pairs(
+            source,
+            config.data_format,
+            config.data_dir,
+            columns,
+            ScoreRange(config.score_min, config.score_max),
+        )
+        examples = from_pairs(pairs)
+        return examples, [tuple(" ".join(t.lower().split()) for t in e.texts) for e in examples]
+    path = Path(source)
+    if config.data_dir is not None and not path.is_absolute():
+        path = Path(config.data_dir) / path
+    text_columns = config.text_columns or [config.text_a_column, config.text_b_column]
+    target_column = {"score": config.score_column, "none": None}.get(target, config.label_column)
+    return read_examples(
+        path,
+        config.data_format,
+        text_columns,
+        target,
+        target_column,
+        ScoreRange(config.score_min, config.score_max),
+        config.label_names,
+        config.num_labels,
+        config.key_columns,
+    )
+
+
+def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
+    derived = config.derive != "none"
+    if derived and objective.target not in ("none", "group"):
+        raise ConfigError(
+            f"derive: {config.derive} makes inputs for in-batch or mined-triplet losses, "
+            f"not for loss {config.loss}"
+        )
+    if config.derive == "positives" and objective.target != "none":
+        raise ConfigError(
+            f"derive: positives fits in_batch_negatives or triplet-style losses, not {config.loss}"
+        )
+    if config.derive == "groups" and objective.target != "group":
+        raise ConfigError(f"derive: groups fits the batch_*_triplet losses, not {config.loss}")
+    if objective.target == "group" and not derived:
+        raise ConfigError(f"loss {config.loss} needs group-labelled texts: set derive: groups")
+    read_target = "binary" if derived else objective.target
+    eval_target = "score" if objective.target == "score" else "binary"
+
+    train, train_keys = [], []
+    for source in _paths(config.train_data):
+        examples, keys = _read(config, source, read_target)
+        train += examples
+        train_keys += keys
+    stats: dict[str, float] = {}
+    if config.split == "question":
+        if config.dev_data is not None or config.test_data is not None:
+            raise ConfigError(
+                "split: question makes dev and test from train_data: set dev_data and test_data to null"
+            )
+        if read_target not in ("binary", "class", "score"):
+            raise ConfigError("split: question needs labelled or scored pairs in train_data")
+        names = split_by_question(train_keys, tuple(config.split_fractions), config.split_seed)
+        parts = {
+            n: [e for e, s in zip(train, names, strict=True) if s == n] for n in ("train", "dev", "test")
+        }
+        held_out = {k for key, s in zip(train_keys, names, strict=True) if s != "train" for k in key}
+        train, dev, test = parts["train"], parts["dev"], parts["test"]
+        stats.update({f"data/{n}_pairs": len(p) for n, p in parts.items()})
+    else:
+        held_out = set()
+        dev = _read(config, config.dev_data, eval_target)[0] if config.dev_data else None
+        test = _read(config, config.test_data, eval_target)[0] if config.test_data else None
+        for part in (dev, test):
+            for e in part or []:
+                held_out.update(" ".join(t.lower().split()) for t in e.texts)
+    for source in _paths(config.extra_train_data) if config.extra_train_data else []:
+        examples, keys = _read(config, source, read_target)
+        kept = [e for e, key in zip(examples, keys, strict=True) if not (set(key) & held_out)]
+        stats[f"data/extra_dropped_shared_question/{Path(source).name}"] = len(examples) - len(kept)
+        train += kept
+    if config.derive == "positives":
+        train = positives(train)
+    elif config.derive == "groups":
+        train = duplicate_groups(train)
+        stats["data/groups"] = len({e.target for e in train})
+    if not train:
+        raise ConfigError("no training examples left after the split / derivation")
+    stats["data/train_examples"] = len(train)
+    if dev and eval_target == "binary" and objective.target == "class" and config.num_labels != 2:
+        raise ConfigError(
+            "pair-classification evaluation needs 0/1 labels; NLI-style evaluation on STS comes "
+            "from scored dev/test data"
+        )
+    return TaskData(train, dev, test, eval_target, stats)
+
+
+def make_evaluator(
+    examples: list[Example] | None, split: str, data: TaskData, config: TrainConfig, objective: Objective
+):
+    if not examples:
+        return None
+    prefix = config.eval_name or ("sts" if data.eval_target == "score" else "pairs")
+    name = f"{prefix}-{split}"
+    s1 = [e.texts[0] for e in examples]
+    s2 = [e.texts[1] for e in examples]
+    targets = [e.target for e in examples]
+    if data.eval_target == "score":
+        return STSEvaluator(s1, s2, targets, name, batch_size=config.eval_batch_size)
+    use_head = objective.head == "weighted_l1" or (objective.head == "softmax" and config.num_labels == 2)
+    return PairClassificationEvaluator(s1, s2, targets, name, config.eval_batch_size, use_head=use_head)
