@@ -365,7 +365,8 @@ def test_load_pairs_joins_relative_paths_with_data_dir(tmp_path):
 def test_load_pairs_unknown_format(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_pairs("x.csv", "excel", data_dir=tmp_path)
-    assert "'excel'" in str(info.value) and "stsb, csv, tsv, tsv_quoted, jsonl, parquet, hf" in str(info.value)
+    assert "'excel'" in str(info.value)
+    assert "stsb, csv, tsv, tsv_quoted, jsonl, parquet, hf" in str(info.value)
 
 
 # ---------------------------------------------------------------------------------------------- Hugging Face
