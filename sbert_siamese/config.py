@@ -20,7 +20,7 @@ from .pooling import POOLING_MODES
 MIXED_PRECISION = ("no", "bf16", "fp16")
 DERIVATIONS = ("none", "positives", "groups")
 SPLITS = ("none", "question")
-SAMPLERS = ("random", "no_duplicates", "groups")
+SAMPLERS = ("random", "length_grouped", "no_duplicates", "groups")
 
 
 def _opt(default, help: str):
@@ -74,6 +74,7 @@ class TrainConfig:
     batch_size: int = _opt(16, "pairs per step over all processes (the same on 1 or N processes)")
     gradient_accumulation_steps: int = _opt(1, "micro-batches per optimizer step")
     learning_rate: float = _opt(2e-5, "peak AdamW learning rate")
+    head_learning_rate: float | None = _opt(None, "learning rate of a new head (default: learning_rate)")
     weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
     warmup_ratio: float = _opt(0.1, "fraction of steps with linear warmup; then linear decay to 0")
     max_grad_norm: float = _opt(1.0, "gradient clipping norm (0: off)")
@@ -154,6 +155,9 @@ class TrainConfig:
         for name in ("learning_rate", "weight_decay", "max_grad_norm"):
             if float(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        hlr = self.head_learning_rate
+        if hlr is not None and (isinstance(hlr, bool) or not isinstance(hlr, int | float) or hlr < 0):
+            raise ConfigError(f"head_learning_rate must be a number >= 0 or null, got {hlr!r}")
         if not float(self.score_max) > float(self.score_min):
             raise ConfigError(
                 f"score_max ({self.score_max}) must be greater than score_min ({self.score_min})"

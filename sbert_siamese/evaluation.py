@@ -86,14 +86,7 @@ class STSEvaluator:
         return f"{self.name}_spearman_cosine"
 
     def __call__(self, encoder) -> dict[str, float]:
-        # Each distinct sentence is encoded once.
-        unique = list(dict.fromkeys(self.sentences1 + self.sentences2))
-        index = {s: i for i, s in enumerate(unique)}
-        embeddings = encoder.encode(
-            unique, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar
-        )
-        u = embeddings[[index[s] for s in self.sentences1]]
-        v = embeddings[[index[s] for s in self.sentences2]]
+        u, v = embed_pairs(encoder, self.sentences1, self.sentences2, self.batch_size, self.show_progress_bar)
         return self.compute(u, v)
 
     def compute(self, u: np.ndarray, v: np.ndarray) -> dict[str, float]:
@@ -192,17 +185,22 @@ class PairClassificationEvaluator:
 
     @property
     def primary_metric(self) -> str:
-        return f"{self.name}_ap_cosine"
+        return f"{self.name}_ap_{'head' if self.use_head else 'cosine'}"
 
-    def __call__(self, encoder) -> dict[str, float]:
-        unique = list(dict.fromkeys(self.sentences1 + self.sentences2))
-        index = {s: i for i, s in enumerate(unique)}
-        embeddings = encoder.encode(
-            unique, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar
-        )
-        u = embeddings[[index[s] for s in self.sentences1]]
-        v = embeddings[[index[s] for s in self.sentences2]]
-        return self.compute(u, v)
+    def __call__(self, model) -> dict[str, float]:
+        u, v = embed_pairs(model, self.sentences1, self.sentences2, self.batch_size, self.show_progress_bar)
+        metrics = self.compute(u, v)
+        if self.use_head:
+            same = model.predict(self.sentences1, self.sentences2, batch_size=self.batch_size)[
+                "probabilities"
+            ]
+            if same.shape[1] != 2:
+                raise ValueError(
+                    f"use_head needs a head with 2 classes (different, same), not {same.shape[1]}"
+                )
+            result = best_threshold_metrics(same[:, 1], self.labels)
+            metrics.update({f"{self.name}_{key}_head": value for key, value in result.items()})
+        return metrics
 
     def compute(self, u: np.ndarray, v: np.ndarray) -> dict[str, float]:
         metrics = {}

@@ -2,6 +2,8 @@
 
 - ``NoDuplicatesBatchSampler``: no text appears twice in a batch, so in-batch negatives never contain a
   copy of the anchor's own positive.
+- ``LengthGroupedBatchSampler``: random batches of examples of similar length, so little padding is
+  computed (the order of batches stays random).
 - ``GroupBatchSampler``: P groups x K items per batch (Hermans et al. 2017), so batch-mined triplet losses
   always find positives.
 Both are deterministic for a seed and draw a new order each epoch (each ``__iter__``), identically on every
@@ -50,6 +52,37 @@ class NoDuplicatesBatchSampler:
         return -(-len(self.keys) // self.batch_size)
 
 
+class LengthGroupedBatchSampler:
+    """Shuffle, cut into windows of ``window`` batches, sort each window by length, cut into batches, and
+    shuffle the batches. Every example is used once per epoch; batches stay random in content order but
+    hold texts of similar length, so padding (wasted compute) shrinks."""
+
+    def __init__(self, examples: Sequence[Example], batch_size: int, seed: int = 0, window: int = 50):
+        self.lengths = [max(len(t) for t in e.texts) for e in examples]
+        self.batch_size = batch_size
+        self.window = window
+        self.seed = seed
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = random.Random(f"{self.seed}-{self.epoch}")
+        self.epoch += 1
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        span = self.batch_size * self.window
+        batches = []
+        for start in range(0, len(order), span):
+            chunk = sorted(order[start : start + span], key=self.lengths.__getitem__)
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        rng.shuffle(batches)
+        yield from batches
+
+    def __len__(self) -> int:
+        span = self.batch_size * self.window
+        full, rest = divmod(len(self.lengths), span)
+        return full * self.window + -(-rest // self.batch_size)
+
+
 class GroupBatchSampler:
     """Batches of P = batch_size // K groups with K examples each, groups drawn without replacement.
 
@@ -71,6 +104,7 @@ class GroupBatchSampler:
         self.members = [m for m in members.values() if len(m) >= samples_per_group]
         self.k = samples_per_group
         self.p = batch_size // samples_per_group
+        self.batch_size = batch_size  # accelerate reads it to split batches across processes
         if len(self.members) < max(self.p, 2):
             raise ConfigError(
                 f"groups sampler cannot fill a batch: {len(self.members)} groups have >= {self.k} "

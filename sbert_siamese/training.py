@@ -32,7 +32,7 @@ from .errors import ConfigError
 from .examples import Example, ExampleCollator, from_pairs
 from .model import SiameseModel
 from .objectives import ObjectiveParams, get_objective, make_head
-from .samplers import GroupBatchSampler, NoDuplicatesBatchSampler
+from .samplers import GroupBatchSampler, LengthGroupedBatchSampler, NoDuplicatesBatchSampler
 from .task_data import TaskData, make_evaluator, prepare_data
 
 logger = logging.getLogger(__name__)
@@ -59,18 +59,25 @@ def _check_output_dir(config: TrainConfig) -> Path:
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    """AdamW; no weight decay on biases and LayerNorm; a freshly initialised head may get its own rate."""
+    groups: dict[tuple[bool, bool], list] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(
-            param
-        )
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=config.learning_rate)
+        no_decay = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
+        groups.setdefault((name.startswith("head."), no_decay), []).append(param)
+    head_lr = config.head_learning_rate if config.head_learning_rate is not None else config.learning_rate
+    return torch.optim.AdamW(
+        [
+            {
+                "params": params,
+                "weight_decay": 0.0 if no_decay else config.weight_decay,
+                "lr": head_lr if is_head else config.learning_rate,
+            }
+            for (is_head, no_decay), params in groups.items()
+        ],
+        lr=config.learning_rate,
+    )
 
 
 def _evaluate(accelerator: Accelerator, model: SiameseModel, evaluator) -> dict:
@@ -354,6 +361,9 @@ def _check_shapes(train: list[Example], objective, config: TrainConfig) -> None:
 def _loader(train: list[Example], collator: ExampleCollator, config: TrainConfig) -> DataLoader:
     if config.sampler == "no_duplicates":
         sampler = NoDuplicatesBatchSampler(train, config.batch_size, config.seed)
+        return DataLoader(train, batch_sampler=sampler, collate_fn=collator)
+    if config.sampler == "length_grouped":
+        sampler = LengthGroupedBatchSampler(train, config.batch_size, config.seed)
         return DataLoader(train, batch_sampler=sampler, collate_fn=collator)
     if config.sampler == "groups":
         groups = [e.target for e in train]

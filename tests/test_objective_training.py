@@ -1,0 +1,221 @@
+"""Every objective trains end to end on the tiny BERT; the data pipeline (split, extra data, derivations)
+does what recipes rely on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sbert_siamese import ConfigError
+from sbert_siamese.config import TrainConfig
+from sbert_siamese.examples import Example, normalise
+from sbert_siamese.model import SiameseModel
+from sbert_siamese.objectives import OBJECTIVES, get_objective
+from sbert_siamese.task_data import prepare_data
+from sbert_siamese.training import train
+
+QUESTIONS = [
+    ("how do i learn to cook", "what is the best way to learn cooking", 1),
+    ("how do i learn to cook", "how do i fix my laptop fan", 0),
+    ("what is the best phone to buy", "which phone should i buy", 1),
+    ("what is the best phone to buy", "how do i learn guitar", 0),
+    ("how can i run faster", "what should i do to run faster", 1),
+    ("how can i run faster", "is it good to eat fish every day", 0),
+    ("who will win the world cup", "which team will win the world cup", 1),
+    ("who will win the world cup", "what is the capital of france", 0),
+]
+
+
+def labelled() -> list[Example]:
+    return [Example((a, b), y) for a, b, y in QUESTIONS]
+
+
+def data_for(loss: str) -> list[Example]:
+    target = get_objective(loss).target
+    if target == "score":
+        return [Example((a, b), 0.9 if y else 0.1) for a, b, y in QUESTIONS]
+    if target in ("binary", "class"):
+        return labelled()
+    if target == "group":
+        from sbert_siamese.examples import duplicate_groups
+
+        return duplicate_groups(labelled())
+    if loss == "triplet":
+        return [
+            Example((a, b, QUESTIONS[(i + 3) % 8][1]), None) for i, (a, b, y) in enumerate(QUESTIONS) if y
+        ]
+    return [Example((a, b), None) for a, b, y in QUESTIONS if y]
+
+
+def config(tmp_path, model, **overrides) -> TrainConfig:
+    values = dict(
+        model=str(model),
+        batch_size=8,
+        learning_rate=2e-3,
+        head_learning_rate=1e-2,
+        warmup_ratio=0.0,
+        eval_steps=0,
+        output_dir=str(tmp_path / "out"),
+        dev_data=None,
+        test_data=None,
+        margin=0.5,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.mark.parametrize("loss", list(OBJECTIVES))
+def test_every_objective_reduces_its_loss(tiny_bert_dir, tmp_path, loss):
+    examples = data_for(loss)
+    extra = {"sampler": "groups", "samples_per_group": 2} if get_objective(loss).target == "group" else {}
+    batch_size = min(8, len(examples)) // 2 * 2
+    cfg = config(tmp_path, tiny_bert_dir, loss=loss, max_steps=25, batch_size=batch_size, **extra)
+    result = train(cfg, datasets={"train": examples, "dev": None, "test": None}, save=False)
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+    first, last = sum(result.losses[:3]) / 3, sum(result.losses[-3:]) / 3
+    assert last < first, (loss, result.losses)
+
+
+def test_head_objectives_save_the_head_and_evaluate_it(tiny_bert_dir, tmp_path):
+    cfg = config(
+        tmp_path,
+        tiny_bert_dir,
+        loss="softmax",
+        num_labels=2,
+        max_steps=6,
+        eval_name="qqp",
+        label_names=["different", "duplicate"],
+    )
+    data = {"train": labelled(), "dev": labelled(), "test": labelled()}
+    result = train(cfg, datasets=data)
+    metrics = json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
+    assert "qqp-test_ap_head" in metrics and "qqp-test_ap_cosine" in metrics
+    assert "best/qqp-dev_ap_head" in metrics
+    loaded = SiameseModel.load(cfg.output_dir)
+    assert loaded.label_names == ["different", "duplicate"]
+    a, b = [q[0] for q in QUESTIONS], [q[1] for q in QUESTIONS]
+    before = result.model.predict(a, b)
+    after = loaded.predict(a, b)
+    assert after["labels"] == before["labels"]
+    torch.testing.assert_close(torch.tensor(after["probabilities"]), torch.tensor(before["probabilities"]))
+
+
+def test_untied_towers_train_separately(tiny_bert_dir, tmp_path):
+    cfg = config(
+        tmp_path, tiny_bert_dir, loss="in_batch_negatives", untied=True, max_steps=4, learning_rate=5e-3
+    )
+    result = train(cfg, datasets={"train": data_for("in_batch_negatives"), "dev": None, "test": None})
+    model = result.model
+    assert model.untied
+    a = dict(model.encoder.transformer.named_parameters())
+    b = dict(model.tower_b.transformer.named_parameters())
+    name = "encoder.layer.0.attention.self.query.weight"
+    assert a[name].data_ptr() != b[name].data_ptr() and not torch.equal(a[name], b[name])
+    loaded = SiameseModel.load(cfg.output_dir)
+    assert loaded.untied
+    texts = ["how do i learn to cook"]
+    torch.testing.assert_close(
+        torch.tensor(loaded.encode(texts, side="b")),
+        torch.tensor(model.encode(texts, side="b")),
+        atol=1e-6,
+        rtol=0,
+    )
+    assert not torch.allclose(
+        torch.tensor(loaded.encode(texts, side="a")), torch.tensor(loaded.encode(texts, side="b"))
+    )
+
+
+def test_untied_refuses_single_text_objectives(tiny_bert_dir, tmp_path):
+    with pytest.raises(ConfigError, match="untied towers need examples with two or more texts"):
+        train(config(tmp_path, tiny_bert_dir, loss="batch_hard_triplet", untied=True), datasets={"train": []})
+
+
+def test_wrong_shape_for_the_loss_is_explained(tiny_bert_dir, tmp_path):
+    with pytest.raises(ConfigError, match="loss triplet takes 3 text"):
+        train(config(tmp_path, tiny_bert_dir, loss="triplet"), datasets={"train": labelled()}, save=False)
+
+
+# ------------------------------------------------------------------------------------- data pipeline
+HEADER = "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
+
+
+def write_qqp(path: Path, rows) -> Path:
+    path.write_text(HEADER + "".join(f"{i}\t{i}\t{i}\t{a}\t{b}\t{y}\n" for i, (a, b, y) in enumerate(rows)))
+    return path
+
+
+def qqp_config(tmp_path, **overrides) -> TrainConfig:
+    values = dict(
+        data_format="tsv_quoted",
+        data_dir=str(tmp_path),
+        train_data="qqp.tsv",
+        dev_data=None,
+        test_data=None,
+        text_a_column="question1",
+        text_b_column="question2",
+        label_column="is_duplicate",
+        split="question",
+        split_fractions=[0.5, 0.25, 0.25],
+        loss="contrastive",
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def many_questions(n=200):
+    return [
+        (f"question number {i} about topic {i % 7}", f"another question {i} on {i % 5}", i % 2)
+        for i in range(n)
+    ]
+
+
+def test_question_split_keeps_every_question_in_one_split(tmp_path):
+    rows = many_questions() + [("question number 0 about topic 0", "shared hub question", 1)]
+    write_qqp(tmp_path / "qqp.tsv", rows)
+    data = prepare_data(qqp_config(tmp_path), get_objective("contrastive"))
+    seen = {}
+    for name, part in (("train", data.train), ("dev", data.dev), ("test", data.test)):
+        for e in part:
+            for t in e.texts:
+                seen.setdefault(normalise(t), set()).add(name)
+    assert all(len(s) == 1 for s in seen.values())
+    assert len(data.train) + len(data.dev) + len(data.test) == len(rows)
+    assert data.stats["data/dev_pairs"] == len(data.dev) > 0
+
+
+def test_extra_train_data_drops_pairs_that_share_a_held_out_question(tmp_path):
+    rows = many_questions()
+    write_qqp(tmp_path / "qqp.tsv", rows)
+    data = prepare_data(qqp_config(tmp_path), get_objective("contrastive"))
+    held = {normalise(t) for part in (data.dev, data.test) for e in part for t in e.texts}
+    some_held = sorted(held)[0]
+    write_qqp(tmp_path / "pos.tsv", [(some_held, "a brand new question", 1), ("fresh one", "fresh two", 1)])
+    data = prepare_data(qqp_config(tmp_path, extra_train_data=["pos.tsv"]), get_objective("contrastive"))
+    assert data.stats["data/extra_dropped_shared_question/pos.tsv"] == 1
+    assert Example(("fresh one", "fresh two"), 1, f"{tmp_path / 'pos.tsv'}:3") in data.train
+
+
+def test_derivations_and_their_errors(tmp_path):
+    write_qqp(tmp_path / "qqp.tsv", many_questions())
+    pos = prepare_data(
+        qqp_config(tmp_path, loss="in_batch_negatives", derive="positives"),
+        get_objective("in_batch_negatives"),
+    )
+    assert all(e.target is None and len(e.texts) == 2 for e in pos.train)
+    assert pos.eval_target == "binary" and all(e.target in (0, 1) for e in pos.dev)
+    groups = prepare_data(
+        qqp_config(tmp_path, loss="batch_hard_triplet", derive="groups"), get_objective("batch_hard_triplet")
+    )
+    assert all(len(e.texts) == 1 for e in groups.train) and groups.stats["data/groups"] > 0
+    with pytest.raises(ConfigError, match="set derive: groups"):
+        prepare_data(qqp_config(tmp_path, loss="batch_hard_triplet"), get_objective("batch_hard_triplet"))
+    with pytest.raises(ConfigError, match="derive: groups fits the batch_"):
+        prepare_data(
+            qqp_config(tmp_path, loss="in_batch_negatives", derive="groups"),
+            get_objective("in_batch_negatives"),
+        )
+    with pytest.raises(ConfigError, match="set dev_data and test_data to null"):
+        prepare_data(qqp_config(tmp_path, dev_data="x.tsv"), get_objective("contrastive"))
