@@ -37,9 +37,13 @@ class TrainConfig:
     # data
     data_format: str = _opt("stsb", f"one of {', '.join(DATA_FORMATS)}")
     data_dir: str | None = _opt(None, "folder that relative data paths are read from")
-    train_data: str | list[str] = _opt("sts-train.csv", "training data: a path (or a list, concatenated)")
-    dev_data: str | None = _opt("sts-dev.csv", "dev pairs, evaluated every eval_steps (null: none)")
-    test_data: str | None = _opt("sts-test.csv", "test pairs, evaluated before and after (null: none)")
+    train_data: str | list = _opt(
+        "sts-train.csv", "training data: a path or {path, data_format, ...}, or a list"
+    )
+    dev_data: str | dict | None = _opt("sts-dev.csv", "dev pairs, evaluated every eval_steps (null: none)")
+    test_data: str | dict | None = _opt("sts-test.csv", "test pairs, evaluated before and after (null: none)")
+    extra_test_data: list[dict] | None = _opt(None, "more test sets: [{name, path, data_format, ...}]")
+    drop_test_overlap: bool = _opt(False, "drop training pairs that share a text with a test set")
     text_a_column: str = _opt("sentence1", "column of the first text (csv/tsv/jsonl/parquet/hf)")
     text_b_column: str = _opt("sentence2", "column of the second text")
     score_column: str = _opt("score", "column of the gold score")
@@ -85,6 +89,9 @@ class TrainConfig:
     eval_name: str | None = _opt(
         None, "metric key prefix, e.g. qqp -> qqp-test_ap_cosine (default sts/pairs)"
     )
+    eval_task: str | None = _opt(
+        None, "sts (scored pairs) or pairs (0/1 labels); default: what the loss trains"
+    )
     eval_steps: int = _opt(100, "evaluate on dev every N optimizer steps (0: only at the end)")
     eval_batch_size: int = _opt(64, "texts per forward pass when evaluating")
     keep_best: bool = _opt(True, "keep the weights with the best dev metric, not the last ones")
@@ -121,6 +128,8 @@ class TrainConfig:
         choice("derive", DERIVATIONS)
         choice("split", SPLITS)
         choice("sampler", SAMPLERS)
+        if self.eval_task is not None:
+            choice("eval_task", ("sts", "pairs"))
         for name in ("margin", "scale"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:

@@ -43,8 +43,9 @@ def from_pairs(pairs: Iterable[PairExample]) -> list[Example]:
 def parse_label(raw, label_names: Sequence[str] | None, num_labels: int, path: str, line: int | None) -> int:
     """A class index from an int-like value or, with ``label_names``, a name; errors name file and line."""
     text = str(raw).strip()
-    if label_names and text in label_names:
-        return list(label_names).index(text)
+    lowered = [str(name).lower() for name in label_names or []]
+    if text.lower() in lowered:  # names match case-insensitively (SICK writes ENTAILMENT, SNLI entailment)
+        return lowered.index(text.lower())
     try:
         value = int(float(text)) if text not in ("", "nan") and float(text).is_integer() else None
     except ValueError:
@@ -105,6 +106,8 @@ def read_examples(
     path = str(path)
     score_range = score_range or ScoreRange()
     fmt = data_format or EXTENSIONS.get(Path(path).suffix.lower())
+    if fmt == "senteval":
+        return _read_senteval(path, target, label_names, n_labels_for(target, num_labels))
     if fmt == "stsb":
         if target != "score":
             raise ConfigError(
@@ -137,6 +140,35 @@ def read_examples(
         keys.append(tuple(str(row[c]) for c in key_columns) if key_columns else tuple(map(normalise, texts)))
     if not examples:
         raise DataError("no examples found", path)
+    return examples, keys
+
+
+def n_labels_for(target: str, num_labels: int) -> int:
+    return 2 if target == "binary" else num_labels
+
+
+def _read_senteval(path: str, target: str, label_names, num_labels: int):
+    """SentEval/InferSent NLI layout: ``path`` = ``folder/SPLIT`` for aligned files ``folder/s1.SPLIT``,
+    ``folder/s2.SPLIT`` and ``folder/labels.SPLIT`` (one item per line)."""
+    from .data import _lines, _read_text
+
+    folder, split = Path(path).parent, Path(path).name
+    files = [folder / f"{part}.{split}" for part in ("s1", "s2", "labels")]
+    columns = [[line for _, line in _lines(_read_text(f, "one item per line"))] for f in files]
+    columns = [c[:-1] if c and not c[-1].strip() else c for c in columns]  # final newline
+    if len({len(c) for c in columns}) != 1:
+        raise DataError(
+            f"s1/s2/labels files differ in length: {[len(c) for c in columns]}", str(folder / split)
+        )
+    if target not in ("class", "binary"):
+        raise ConfigError(f"{path}: the senteval format holds labelled pairs; target {target!r} does not fit")
+    examples, keys = [], []
+    for i, (a, b, label) in enumerate(zip(*columns, strict=True), start=1):
+        where = str(files[0])
+        texts = (_text(a, "s1", where, i).strip(), _text(b, "s2", str(files[1]), i).strip())
+        value = parse_label(label, label_names, num_labels, str(files[2]), i)
+        examples.append(Example(texts, value, f"{where}:{i}"))
+        keys.append(tuple(map(normalise, texts)))
     return examples, keys
 
 

@@ -12,6 +12,7 @@ still loads: it is tower a)::
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -97,10 +98,10 @@ class SiameseModel(nn.Module):
         v = self.encode(list(texts_b), side="b", batch_size=batch_size, convert_to="torch")
         was_training = self.head.training
         self.head.eval()
-        head = self.head.to("cpu")
-        logits = head(u, v).float()
+        device = next(self.head.parameters()).device
+        logits = self.head(u.to(device), v.to(device)).float().cpu()
         self.head.train(was_training)
-        if isinstance(head, WeightedL1Head):
+        if isinstance(self.head, WeightedL1Head):
             same = torch.sigmoid(logits)
             probabilities = torch.stack([1 - same, same], dim=1)
         else:
@@ -119,6 +120,10 @@ class SiameseModel(nn.Module):
         path = Path(path)
         self.encoder.save(path)
         meta = {"library": "sbert-siamese", "towers": "untied" if self.untied else "tied"}
+        # A directory that held a head or tower b before must not keep them: load() would mix two models.
+        for stale, present in (("tower_b", self.tower_b is not None), ("head", self.head is not None)):
+            if not present and (path / stale).is_dir():
+                shutil.rmtree(path / stale)
         if self.tower_b is not None:
             self.tower_b.save(path / "tower_b")
         if self.head is not None:
@@ -153,15 +158,25 @@ def _load_head(folder: Path) -> tuple[nn.Module, list[str] | None]:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelFormatError(f"{config_file}: cannot read head config ({exc})") from None
+    if not isinstance(config, dict):
+        raise ModelFormatError(f"{config_file}: expected a JSON object, found {type(config).__name__}")
     kind = config.get("type")
-    if kind == "softmax":
-        head = SoftmaxHead(config["dimension"], config["num_labels"], config.get("use_product", False))
-    elif kind == "weighted_l1":
-        head = WeightedL1Head(config["dimension"])
-    else:
-        raise ModelFormatError(f"{config_file}: unknown head type {kind!r}; expected softmax or weighted_l1")
+    try:
+        if kind == "softmax":
+            head = SoftmaxHead(config["dimension"], config["num_labels"], config.get("use_product", False))
+        elif kind == "weighted_l1":
+            head = WeightedL1Head(config["dimension"])
+        else:
+            raise ModelFormatError(
+                f"{config_file}: unknown head type {kind!r}; expected softmax or weighted_l1"
+            )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{config_file}: invalid head config ({type(exc).__name__}: {exc})") from None
     weights = folder / "model.safetensors"
     if not weights.exists():
         raise ModelFormatError(f"{folder}: expected model.safetensors")
-    head.load_state_dict(load_file(weights))
+    try:
+        head.load_state_dict(load_file(weights))
+    except RuntimeError as exc:
+        raise ModelFormatError(f"{weights}: weights do not match {config_file}: {str(exc)[:300]}") from None
     return head, config.get("label_names")

@@ -105,6 +105,11 @@ class GroupBatchSampler:
         self.k = samples_per_group
         self.p = batch_size // samples_per_group
         self.batch_size = batch_size  # accelerate reads it to split batches across processes
+        if self.p < 2:
+            raise ConfigError(
+                f"batch_size {batch_size} holds only {self.p} group of {samples_per_group}; a batch needs "
+                f">= 2 groups for negatives: use batch_size >= {2 * samples_per_group}"
+            )
         if len(self.members) < max(self.p, 2):
             raise ConfigError(
                 f"groups sampler cannot fill a batch: {len(self.members)} groups have >= {self.k} "

@@ -14,6 +14,7 @@ Order (each step fails with a file:line error before any model loads):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from .config import TrainConfig
 from .data import Columns, ScoreRange, load_pairs
 from .errors import ConfigError
 from .evaluation import PairClassificationEvaluator, STSEvaluator
-from .examples import Example, duplicate_groups, from_pairs, positives, read_examples
+from .examples import Example, duplicate_groups, from_pairs, normalise, positives, read_examples
 from .objectives import Objective
 from .splits import split_by_question
 
@@ -33,13 +34,37 @@ class TaskData:
     test: list[Example] | None
     eval_target: str  # "score" (STS evaluation) or "binary" (pair classification)
     stats: dict[str, float] = field(default_factory=dict)
+    extra_tests: dict[str, list[Example]] = field(default_factory=dict)  # name -> pairs, like test
 
 
 def _paths(value) -> list[str]:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
-def _read(config: TrainConfig, source: str, target: str) -> tuple[list[Example], list[tuple[str, ...]]]:
+# Keys a data source written as a mapping may set, on top of ``path`` (and ``name`` for test sets).
+SOURCE_KEYS = (
+    "data_format", "text_a_column", "text_b_column", "score_column", "score_min", "score_max", "label_column",
+    "label_names", "text_columns", "key_columns",
+)  # fmt: skip
+
+
+def source_config(config: TrainConfig, source) -> tuple[TrainConfig, str]:
+    """A data source is a path, or a mapping ``{path: ..., data_format: ..., text_a_column: ...}`` whose
+    keys override the recipe's for that source only (e.g. SNLI, MultiNLI and SICK in one training set)."""
+    if not isinstance(source, dict):
+        return config, source
+    unknown = sorted(set(source) - set(SOURCE_KEYS) - {"path", "name"})
+    if unknown or "path" not in source:
+        raise ConfigError(
+            f"data source {source}: needs 'path'; other keys may be {', '.join(SOURCE_KEYS)} "
+            f"(unknown: {unknown})"
+        )
+    overrides = {k: v for k, v in source.items() if k in SOURCE_KEYS}
+    return dataclasses.replace(config, **overrides), source["path"]
+
+
+def _read(config: TrainConfig, source, target: str) -> tuple[list[Example], list[tuple[str, ...]]]:
+    config, source = source_config(config, source)
     if config.data_format in ("stsb", "hf"):
         if target != "score":
             raise ConfigError(
@@ -90,7 +115,9 @@ def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
     if objective.target == "group" and not derived:
         raise ConfigError(f"loss {config.loss} needs group-labelled texts: set derive: groups")
     read_target = "binary" if derived else objective.target
-    eval_target = "score" if objective.target == "score" else "binary"
+    eval_target = "score" if objective.target == "score" or config.eval_task == "sts" else "binary"
+    if config.eval_task == "pairs":
+        eval_target = "binary"
 
     train, train_keys = [], []
     for source in _paths(config.train_data):
@@ -122,8 +149,23 @@ def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
     for source in _paths(config.extra_train_data) if config.extra_train_data else []:
         examples, keys = _read(config, source, read_target)
         kept = [e for e, key in zip(examples, keys, strict=True) if not (set(key) & held_out)]
-        stats[f"data/extra_dropped_shared_question/{Path(source).name}"] = len(examples) - len(kept)
+        label = Path(source["path"] if isinstance(source, dict) else source).name
+        stats[f"data/extra_dropped_shared_question/{label}"] = len(examples) - len(kept)
         train += kept
+    extra_tests = {}
+    for source in config.extra_test_data or []:
+        if not isinstance(source, dict) or "name" not in source:
+            raise ConfigError(
+                f"extra_test_data entries need a 'name' (the metric prefix) and a 'path': {source}"
+            )
+        extra_tests[source["name"]] = _read(config, source, eval_target)[0]
+    if config.drop_test_overlap:
+        test_texts = {
+            normalise(t) for part in [test or [], *extra_tests.values()] for e in part for t in e.texts
+        }
+        kept = [e for e in train if not any(normalise(t) in test_texts for t in e.texts)]
+        stats["data/dropped_test_overlap"] = len(train) - len(kept)
+        train = kept
     if config.derive == "positives":
         train = positives(train)
     elif config.derive == "groups":
@@ -137,7 +179,7 @@ def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
             "pair-classification evaluation needs 0/1 labels; NLI-style evaluation on STS comes "
             "from scored dev/test data"
         )
-    return TaskData(train, dev, test, eval_target, stats)
+    return TaskData(train, dev, test, eval_target, stats, extra_tests)
 
 
 def make_evaluator(
@@ -146,7 +188,7 @@ def make_evaluator(
     if not examples:
         return None
     prefix = config.eval_name or ("sts" if data.eval_target == "score" else "pairs")
-    name = f"{prefix}-{split}"
+    name = split if split not in ("dev", "test") else f"{prefix}-{split}"  # extra test sets keep their name
     s1 = [e.texts[0] for e in examples]
     s2 = [e.texts[1] for e in examples]
     targets = [e.target for e in examples]

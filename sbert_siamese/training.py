@@ -180,6 +180,15 @@ def train(
     _check_shapes(data.train, objective, config)
     dev_eval = make_evaluator(data.dev, "dev", data, config, objective)
     test_eval = make_evaluator(data.test, "test", data, config, objective)
+    extra_evals = [
+        make_evaluator(pairs, name, data, config, objective) for name, pairs in data.extra_tests.items()
+    ]
+
+    def test_metrics(m) -> dict:
+        out = _evaluate(accelerator, m, test_eval)
+        for evaluator in extra_evals:
+            out.update(_evaluate(accelerator, m, evaluator))
+        return out
 
     # 2. model: tower a (+ tower b when untied) + the objective's head
     if encoder is None:
@@ -192,7 +201,7 @@ def train(
     # 3. the starting model's metrics
     metrics: dict[str, float] = dict(data.stats)
     log_records: list[dict] = []
-    initial = _evaluate(accelerator, model, test_eval)
+    initial = test_metrics(model)
     initial_dev = _evaluate(accelerator, model, dev_eval)
     metrics.update({f"initial/{k}": v for k, v in {**initial, **initial_dev}.items()})
     best_score = initial_dev.get(dev_eval.primary_metric) if dev_eval else None
@@ -301,7 +310,7 @@ def train(
         unwrapped.load_state_dict(best_state)
         logger.info("restored the best dev weights (step %d of %d)", best_step, step)
     unwrapped.eval()
-    metrics.update(_evaluate(accelerator, unwrapped, test_eval))
+    metrics.update(test_metrics(unwrapped))
     if dev_eval is not None:
         metrics[f"best/{dev_eval.primary_metric}"] = float(best_score)
         metrics["best/step"] = best_step
