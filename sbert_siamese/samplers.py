@@ -22,8 +22,9 @@ from .examples import Example, normalise
 class NoDuplicatesBatchSampler:
     """Shuffled batches of ``batch_size`` examples in which no (normalised) text repeats.
 
-    An example whose text is already in the batch being filled waits for a later batch; every example is
-    used exactly once per epoch (the last batches may be smaller).
+    An example whose text is already in the batch being filled waits for a later batch. Only full batches
+    are yielded (constant batch size keeps accelerate's per-process split even): the few examples left
+    at the end of an epoch, fewer than a batch or all clashing, wait for the next epoch's shuffle.
     """
 
     def __init__(self, examples: Sequence[Example], batch_size: int, seed: int = 0):
@@ -45,11 +46,13 @@ class NoDuplicatesBatchSampler:
                     seen |= self.keys[i]
                 else:
                     rest.append(i)
+            if len(batch) < self.batch_size:
+                return
             yield batch
             pending = rest
 
-    def __len__(self) -> int:  # an estimate: duplicates may add a few batches at the end
-        return -(-len(self.keys) // self.batch_size)
+    def __len__(self) -> int:  # an upper bound: clashing duplicates may end an epoch a batch or two early
+        return len(self.keys) // self.batch_size
 
 
 class LengthGroupedBatchSampler:

@@ -21,10 +21,10 @@ from safetensors.torch import load_file
 DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
 
 
-def _train(args: list[str], out: Path, tiny_bert_dir: Path, recipe: Path) -> dict:
+def _train(args: list[str], out: Path, tiny_bert_dir: Path, recipe: Path, data_dir: Path = DEMO) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [*args, "-m", "sbert_siamese.cli", "train", str(recipe), "--model", str(tiny_bert_dir),
-           "--data-dir", str(DEMO), "--output-dir", str(out), "-q"]  # fmt: skip
+           "--data-dir", str(data_dir), "--output-dir", str(out), "-q"]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())
@@ -41,14 +41,36 @@ def recipe(tmp_path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("loss", ["cosine", "cosent"])  # cosent needs the global batch: gathered
+def labelled_demo(folder: Path) -> Path:
+    """The demo pairs with a 0/1 label (score >= 3 means 'same'), as a QQP-like labelled file."""
+    folder.mkdir()
+    for split in ("train", "dev", "test"):
+        lines = (DEMO / f"{split}.tsv").read_text().splitlines()[1:]
+        rows = [line.rsplit("\t", 1) for line in lines]
+        body = "".join(f"{texts}\t{int(float(score) >= 3.0)}\n" for texts, score in rows)
+        (folder / f"{split}.tsv").write_text("sentence1\tsentence2\tlabel\n" + body)
+    return folder
+
+
+CASES = {
+    "cosine": "loss: cosine\n",
+    "cosent": "loss: cosent\n",  # batch-wide: gathered across processes
+    "softmax": "loss: softmax\nnum_labels: 2\nhead_learning_rate: 1.0e-2\n",  # a head outside DDP's forward
+    "in_batch_negatives": (  # batch-wide, with text ids gathered too, and a custom batch sampler
+        "loss: in_batch_negatives\nderive: positives\nsampler: no_duplicates\nbatch_size: 8\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("loss", list(CASES))
 def test_two_processes_match_one_process(tiny_bert_dir, recipe, tmp_path, loss):
-    recipe.write_text(recipe.read_text() + f"loss: {loss}\n")
-    one = _train([sys.executable], tmp_path / "one", tiny_bert_dir, recipe)
+    recipe.write_text(recipe.read_text() + CASES[loss])
+    data_dir = DEMO if loss in ("cosine", "cosent") else labelled_demo(tmp_path / "labelled")
+    one = _train([sys.executable], tmp_path / "one", tiny_bert_dir, recipe, data_dir)
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
               "--main_process_port", "29517"]  # fmt: skip
-    two = _train(launch, tmp_path / "two", tiny_bert_dir, recipe)
+    two = _train(launch, tmp_path / "two", tiny_bert_dir, recipe, data_dir)
     assert one["train/num_processes"] == 1 and two["train/num_processes"] == 2
     assert one["train/steps"] == two["train/steps"] == 6
 
@@ -60,6 +82,11 @@ def test_two_processes_match_one_process(tiny_bert_dir, recipe, tmp_path, loss):
     assert moved > 1e-3  # training really changed the weights...
     for key in w1:  # ...and both runs changed them the same way
         torch.testing.assert_close(w2[key], w1[key], atol=2e-5, rtol=0, msg=key)
+    if loss == "softmax":
+        h1 = load_file(tmp_path / "one" / "head" / "model.safetensors")
+        h2 = load_file(tmp_path / "two" / "head" / "model.safetensors")
+        for key in h1:
+            torch.testing.assert_close(h2[key], h1[key], atol=2e-5, rtol=0, msg=key)
     for key, value in one.items():
-        if key.startswith(("sts-", "initial/", "best/")):
+        if key.startswith(("sts-", "pairs-", "initial/", "best/")):
             assert two[key] == pytest.approx(value, abs=1e-4), key
