@@ -70,6 +70,8 @@ class TrainConfig:
     symmetric: bool = _opt(False, "in-batch negatives in both directions")
     num_labels: int = _opt(2, "classes of the softmax head")
     use_product: bool = _opt(False, "softmax head also sees u * v")
+    tasks: list[dict] | None = _opt(None, "more training tasks, each {name, loss, train_data, ...}: one run")
+    task_sampling: str = _opt("round_robin", "how steps are shared among tasks: round_robin or proportional")
     untied: bool = _opt(False, "two towers with separate weights (pseudo-Siamese); column 0 uses tower a")
     model_b: str | None = _opt(None, "starting model of tower b when untied (default: same as model)")
     # optimisation
@@ -128,6 +130,7 @@ class TrainConfig:
         choice("derive", DERIVATIONS)
         choice("split", SPLITS)
         choice("sampler", SAMPLERS)
+        choice("task_sampling", ("round_robin", "proportional"))
         if self.eval_task is not None:
             choice("eval_task", ("sts", "pairs"))
         for name in ("margin", "scale"):

@@ -10,9 +10,11 @@ noise (dropout masks aside).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +31,11 @@ from .config import TrainConfig
 from .data import PairExample
 from .encoder import SiameseEncoder
 from .errors import ConfigError
-from .examples import Example, ExampleCollator, from_pairs
+from .examples import Example, ExampleCollator, from_pairs, normalise
 from .model import SiameseModel
-from .objectives import ObjectiveParams, get_objective, make_head
+from .objectives import Objective, ObjectiveParams, get_objective, make_head
 from .samplers import GroupBatchSampler, LengthGroupedBatchSampler, NoDuplicatesBatchSampler
-from .task_data import TaskData, make_evaluator, prepare_data
+from .task_data import SOURCE_KEYS, TaskData, make_evaluator, prepare_data
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +180,7 @@ def train(
     # 1. data (before the model: a bad row should fail in seconds, not after loading weights)
     data = _in_memory(datasets, objective) if datasets is not None else prepare_data(config, objective)
     _check_shapes(data.train, objective, config)
+    extra_tasks = [_extra_task(config, spec, data, i) for i, spec in enumerate(config.tasks or [], start=1)]
     dev_eval = make_evaluator(data.dev, "dev", data, config, objective)
     test_eval = make_evaluator(data.test, "test", data, config, objective)
     extra_evals = [
@@ -219,20 +222,24 @@ def train(
     if initial_dev:
         log_records.append({"step": 0, **initial_dev})
 
-    # 4. data loader, optimizer, schedule
+    # 4. data loaders (one per task), optimizer, schedule
     collator = ExampleCollator(encoder, objective.target)
-    loader = _loader(data.train, collator, config)
-    steps_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
+    tasks = [Task(config.loss, objective, params, data.train, collator, config)]
+    for name, task_config, task_objective, task_params, examples in extra_tasks:
+        tasks.append(Task(name, task_objective, task_params, examples,
+                          ExampleCollator(encoder, task_objective.target), task_config))  # fmt: skip
+    loaders = [_loader(t.examples, t.collator, t.config) for t in tasks]
+    steps_per_epoch = math.ceil(sum(len(loader) for loader in loaders) / config.gradient_accumulation_steps)
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:  # as in the HF Trainer, max_steps overrides epochs
         total_steps = config.max_steps
-    epochs = math.ceil(total_steps / steps_per_epoch)
     optimizer = _optimizer(model, config)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(config.warmup_ratio * total_steps), total_steps
     )
-    prepared, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    prepared, optimizer, scheduler, *loaders = accelerator.prepare(model, optimizer, scheduler, *loaders)
     unwrapped: SiameseModel = accelerator.unwrap_model(prepared)
+    stream = _batch_stream(tasks, loaders, total_steps * config.gradient_accumulation_steps, config)
 
     # 5. the loop
     losses: list[float] = []
@@ -248,58 +255,56 @@ def train(
         unit="step",
     )
     prepared.train()
-    for _epoch in range(epochs):
-        for batch in loader:
-            targets = batch.pop("targets")
-            with accelerator.accumulate(prepared):
-                embeddings = prepared(**batch)  # (B, k, D)
-                if objective.batch_wide and accelerator.num_processes > 1:
-                    # A loss over the whole batch (CoSENT, in-batch negatives, mined triplets) must see the
-                    # global batch, not this process's shard; see gather_with_grad.
-                    embeddings, targets = gather_with_grad(embeddings), gather_with_grad(targets)
-                loss = objective.loss(embeddings.float(), targets, unwrapped.head, params)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(prepared.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            step_losses.append(loss.detach())
-            examples_seen += batch["input_ids"].shape[0] * accelerator.num_processes
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            mean_loss = accelerator.reduce(torch.stack(step_losses).mean(), reduction="mean").item()
-            step_losses = []
-            losses.append(mean_loss)
-            record = {"step": step, "loss": mean_loss, "lr": scheduler.get_last_lr()[0]}
-            bar.update(1)
-            bar.set_postfix(loss=f"{mean_loss:.4f}")
-            last = step == total_steps
-            if dev_eval is not None and ((config.eval_steps and step % config.eval_steps == 0) or last):
-                prepared.eval()
-                eval_started = time.perf_counter()
-                dev = _evaluate(accelerator, unwrapped, dev_eval)
-                eval_seconds += time.perf_counter() - eval_started
-                prepared.train()
-                record.update(dev)
-                score = dev[dev_eval.primary_metric]
-                if best_score is None or score > best_score:
-                    best_score, best_step = score, step
-                    if track_best:
-                        best_state = snapshot()
-                logger.info(
-                    "step %d: %s=%.4f (best %.4f at step %d)",
-                    step,
-                    dev_eval.primary_metric,
-                    score,
-                    best_score,
-                    best_step,
-                )
-            log_records.append(record)
-            if last:
-                break
-        if step >= total_steps:
+    for task, batch in stream:
+        targets = batch.pop("targets")
+        with accelerator.accumulate(prepared):
+            embeddings = prepared(**batch)  # (B, k, D)
+            if task.objective.batch_wide and accelerator.num_processes > 1:
+                # A loss over the whole batch (CoSENT, in-batch negatives, mined triplets) must see the
+                # global batch, not this process's shard; see gather_with_grad.
+                embeddings, targets = gather_with_grad(embeddings), gather_with_grad(targets)
+            head = unwrapped.head if task is tasks[0] else None
+            loss = task.objective.loss(embeddings.float(), targets, head, task.params)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and config.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(prepared.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        step_losses.append(loss.detach())
+        examples_seen += batch["input_ids"].shape[0] * accelerator.num_processes
+        if not accelerator.sync_gradients:
+            continue
+        step += 1
+        mean_loss = accelerator.reduce(torch.stack(step_losses).mean(), reduction="mean").item()
+        step_losses = []
+        losses.append(mean_loss)
+        record = {"step": step, "loss": mean_loss, "lr": scheduler.get_last_lr()[0]}
+        bar.update(1)
+        bar.set_postfix(loss=f"{mean_loss:.4f}")
+        last = step == total_steps
+        if dev_eval is not None and ((config.eval_steps and step % config.eval_steps == 0) or last):
+            prepared.eval()
+            eval_started = time.perf_counter()
+            dev = _evaluate(accelerator, unwrapped, dev_eval)
+            eval_seconds += time.perf_counter() - eval_started
+            prepared.train()
+            record.update(dev)
+            score = dev[dev_eval.primary_metric]
+            if best_score is None or score > best_score:
+                best_score, best_step = score, step
+                if track_best:
+                    best_state = snapshot()
+            logger.info(
+                "step %d: %s=%.4f (best %.4f at step %d)",
+                step,
+                dev_eval.primary_metric,
+                score,
+                best_score,
+                best_step,
+            )
+        log_records.append(record)
+        if last:
             break
     bar.close()
     seconds = time.perf_counter() - started
@@ -314,7 +319,8 @@ def train(
     if dev_eval is not None:
         metrics[f"best/{dev_eval.primary_metric}"] = float(best_score)
         metrics["best/step"] = best_step
-    truncated = accelerator.reduce(torch.tensor(collator.truncated, device=accelerator.device), "sum")
+    truncated_here = torch.tensor(sum(t.collator.truncated for t in tasks), device=accelerator.device)
+    truncated = accelerator.reduce(truncated_here, "sum")
     metrics.update(
         {
             "train/steps": step,
@@ -336,6 +342,72 @@ def train(
                 fh.write(json.dumps(rec) + "\n")
     accelerator.wait_for_everyone()
     return TrainResult(unwrapped.encoder, metrics, losses, out_dir, unwrapped)
+
+
+@dataclass
+class Task:
+    """One training task: its objective, examples and batching (the main one, or one of ``tasks``)."""
+
+    name: str
+    objective: Objective
+    params: ObjectiveParams
+    examples: list[Example]
+    collator: ExampleCollator
+    config: TrainConfig  # the batching options (batch_size, sampler) of this task
+
+
+# Keys an entry of ``tasks`` may set: its data, objective and batching; model, optimiser and evaluation stay
+# the recipe's.
+TASK_KEYS = SOURCE_KEYS + (
+    "name", "train_data", "extra_train_data", "derive", "loss", "margin", "distance", "scale", "symmetric",
+    "sampler", "samples_per_group", "batch_size",
+)  # fmt: skip
+
+
+def _extra_task(config: TrainConfig, spec: dict, main: TaskData, index: int):
+    """Read one entry of ``tasks``. Its pairs that share a text with the main task's dev/test are dropped."""
+    if not isinstance(spec, dict) or "train_data" not in spec or "loss" not in spec:
+        raise ConfigError(f"tasks[{index}] needs at least 'loss' and 'train_data': {spec}")
+    unknown = sorted(set(spec) - set(TASK_KEYS))
+    if unknown:
+        raise ConfigError(f"tasks[{index}]: unknown key(s) {unknown}; valid: {', '.join(TASK_KEYS)}")
+    overrides = {k: v for k, v in spec.items() if k != "name"}
+    task_config = dataclasses.replace(
+        config, **overrides, split="none", dev_data=None, test_data=None, extra_test_data=None, tasks=None
+    )
+    objective = get_objective(task_config.loss)
+    if objective.head is not None:
+        raise ConfigError(f"tasks[{index}]: loss {task_config.loss} trains a head; only the main task may")
+    data = prepare_data(task_config, objective)
+    held_out = {normalise(t) for part in (main.dev or [], main.test or []) for e in part for t in e.texts}
+    examples = [e for e in data.train if not any(normalise(t) in held_out for t in e.texts)]
+    _check_shapes(examples, objective, task_config)
+    params = ObjectiveParams(
+        task_config.margin, task_config.distance, task_config.scale, task_config.symmetric
+    )
+    return spec.get("name", f"task{index}"), task_config, objective, params, examples
+
+
+def _batch_stream(tasks: list[Task], loaders: list, micro_batches: int, config: TrainConfig):
+    """(task, batch) for each micro-batch. One task: its loader, epoch after epoch. Several: round robin
+    (task 1, 2, ..., 1, 2, ...) or proportional (a task drawn with probability proportional to its number of
+    batches, from a seeded generator, so every process draws the same); an exhausted loader restarts."""
+    iterators = [iter(loader) for loader in loaders]
+    weights = [len(loader) for loader in loaders]
+    rng = random.Random(config.seed)
+    for i in range(micro_batches):
+        if len(tasks) == 1:
+            k = 0
+        elif config.task_sampling == "round_robin":
+            k = i % len(tasks)
+        else:
+            k = rng.choices(range(len(tasks)), weights)[0]
+        try:
+            batch = next(iterators[k])
+        except StopIteration:
+            iterators[k] = iter(loaders[k])
+            batch = next(iterators[k])
+        yield tasks[k], batch
 
 
 def _load_encoder(config: TrainConfig, name: str) -> SiameseEncoder:

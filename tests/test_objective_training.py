@@ -219,3 +219,68 @@ def test_derivations_and_their_errors(tmp_path):
         )
     with pytest.raises(ConfigError, match="set dev_data and test_data to null"):
         prepare_data(qqp_config(tmp_path, dev_data="x.tsv"), get_objective("contrastive"))
+
+
+# ------------------------------------------------------------------------------------- several tasks
+def test_batch_stream_round_robin_and_proportional():
+    from types import SimpleNamespace
+
+    from sbert_siamese.training import _batch_stream
+
+    tasks = ["t0", "t1", "t2"]
+    loaders = [[f"a{i}" for i in range(2)], [f"b{i}" for i in range(4)], [f"c{i}" for i in range(6)]]
+    rr = list(_batch_stream(tasks, loaders, 9, SimpleNamespace(task_sampling="round_robin", seed=0)))
+    assert [t for t, _ in rr] == ["t0", "t1", "t2"] * 3
+    assert [b for t, b in rr if t == "t0"] == ["a0", "a1", "a0"]  # an exhausted loader restarts
+    prop = list(_batch_stream(tasks, loaders, 6000, SimpleNamespace(task_sampling="proportional", seed=0)))
+    counts = {t: sum(1 for x, _ in prop if x == t) for t in tasks}
+    assert counts["t0"] / 6000 == pytest.approx(2 / 12, abs=0.02)
+    assert counts["t2"] / 6000 == pytest.approx(6 / 12, abs=0.02)
+    again = list(_batch_stream(tasks, loaders, 6000, SimpleNamespace(task_sampling="proportional", seed=0)))
+    assert again == prop  # seeded: every process draws the same task sequence
+
+
+def test_two_tasks_in_one_run(tiny_bert_dir, tmp_path):
+    write_qqp(tmp_path / "qqp.tsv", many_questions(80))
+    write_qqp(
+        tmp_path / "more.tsv", [(f"extra question {i}", f"same extra question {i}", 1) for i in range(40)]
+    )
+    cfg = qqp_config(
+        tmp_path,
+        model=str(tiny_bert_dir),
+        batch_size=8,
+        max_steps=6,
+        eval_steps=0,
+        learning_rate=1e-3,
+        output_dir=str(tmp_path / "out"),
+        eval_name="qqp",
+        tasks=[
+            {
+                "name": "positives",
+                "loss": "in_batch_negatives",
+                "train_data": "more.tsv",
+                "derive": "positives",
+                "sampler": "no_duplicates",
+            }
+        ],
+    )
+    result = train(cfg)
+    assert len(result.losses) == 6 and all(torch.isfinite(torch.tensor(result.losses)))
+    assert "qqp-test_ap_cosine" in result.metrics
+
+
+def test_task_errors(tiny_bert_dir, tmp_path):
+    write_qqp(tmp_path / "qqp.tsv", many_questions(40))
+    base = dict(model=str(tiny_bert_dir), output_dir=str(tmp_path / "o"))
+    with pytest.raises(ConfigError, match=r"tasks\[1\] needs at least 'loss' and 'train_data'"):
+        train(qqp_config(tmp_path, **base, tasks=[{"loss": "contrastive"}]))
+    with pytest.raises(ConfigError, match=r"tasks\[1\]: unknown key\(s\) \['learning_rate'\]"):
+        train(
+            qqp_config(
+                tmp_path,
+                **base,
+                tasks=[{"loss": "contrastive", "train_data": "qqp.tsv", "learning_rate": 1.0}],
+            )
+        )
+    with pytest.raises(ConfigError, match="only the main task may"):
+        train(qqp_config(tmp_path, **base, tasks=[{"loss": "softmax", "train_data": "qqp.tsv"}]))
