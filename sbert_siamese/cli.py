@@ -70,25 +70,48 @@ def _headline(metrics: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args) -> int:
-    from .data import Columns, ScoreRange, load_pairs
-    from .encoder import SiameseEncoder
-    from .evaluation import STSEvaluator
+    from pathlib import Path as _Path
 
-    if args.task != "sts":
-        raise ConfigError(f"unknown task {args.task!r}; valid: sts")
+    from .data import Columns, ScoreRange, load_pairs
+    from .evaluation import PairClassificationEvaluator, STSEvaluator
+    from .examples import read_examples
+    from .model import SiameseModel
+
+    if args.task not in ("sts", "pairs"):
+        raise ConfigError(f"unknown task {args.task!r}; valid: sts, pairs")
     source = args.file or DEFAULT_STS_FILES.get(args.data_format)
     if source is None:
         raise ConfigError(f"--file is required with --data-format {args.data_format}")
-    columns = Columns(args.text_a_column, args.text_b_column, args.score_column)
-    examples = load_pairs(
-        source, args.data_format, args.data_dir, columns, ScoreRange(args.score_min, args.score_max)
-    )
-    encoder = SiameseEncoder.from_pretrained(args.model)
-    evaluator = STSEvaluator.from_examples(
-        examples, args.name, batch_size=args.batch_size, show_progress_bar=not args.quiet
-    )
-    metrics = evaluator(encoder)
-    print(json.dumps(metrics, indent=2))
+    if args.task == "sts":
+        columns = Columns(args.text_a_column, args.text_b_column, args.score_column)
+        examples = load_pairs(
+            source, args.data_format, args.data_dir, columns, ScoreRange(args.score_min, args.score_max)
+        )
+        model = SiameseModel.load(args.model)
+        evaluator = STSEvaluator.from_examples(
+            examples, args.name, batch_size=args.batch_size, show_progress_bar=not args.quiet
+        )
+    else:
+        path = _Path(args.data_dir) / source if args.data_dir else _Path(source)
+        examples, _ = read_examples(
+            path,
+            None if args.data_format == "stsb" else args.data_format,
+            [args.text_a_column, args.text_b_column],
+            "binary",
+            args.label_column,
+        )
+        model = SiameseModel.load(args.model)
+        two_way = model.head is not None and model.predict(["a"], ["b"])["probabilities"].shape[1] == 2
+        evaluator = PairClassificationEvaluator(
+            [e.texts[0] for e in examples],
+            [e.texts[1] for e in examples],
+            [e.target for e in examples],
+            args.name,
+            args.batch_size,
+            show_progress_bar=not args.quiet,
+            use_head=two_way,
+        )
+    print(json.dumps(evaluator(model), indent=2))
     return 0
 
 
@@ -233,7 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate a model, print metrics as JSON")
     p.add_argument("--model", required=True)
-    p.add_argument("--task", default="sts", help="sts (Pearson/Spearman of similarities vs gold scores)")
+    p.add_argument(
+        "--task",
+        default="sts",
+        help="sts (Spearman/Pearson of similarities vs gold scores) or pairs (0/1 labels: AP, F1, ...)",
+    )
     p.add_argument("--data-dir", help="folder of the evaluation data (e.g. STS-B's folder)")
     p.add_argument("--file", help="file inside --data-dir (default for stsb: sts-test.csv)")
     p.add_argument("--data-format", default="stsb", help="stsb, csv, tsv, jsonl, parquet or hf")
@@ -241,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-a-column", default="sentence1")
     p.add_argument("--text-b-column", default="sentence2")
     p.add_argument("--score-column", default="score")
+    p.add_argument("--label-column", default="label", help="0/1 label column (task pairs)")
     p.add_argument("--score-min", type=float, default=0.0)
     p.add_argument("--score-max", type=float, default=5.0)
     p.add_argument("--batch-size", type=int, default=64)

@@ -36,9 +36,24 @@ def recipe(tmp_path) -> Path:
 def test_train_evaluate_encode(tiny_bert_dir, recipe, tmp_path, capsys):
     out = tmp_path / "model"
     code = main(
-        ["train", str(recipe), "--data-dir", str(DEMO), "--output-dir", str(out),
-         "--model", str(tiny_bert_dir), "--max-steps", "3", "--seed", "5", "--set", "warmup_ratio=0.0", "-q"]
-    )  # fmt: skip
+        [
+            "train",
+            str(recipe),
+            "--data-dir",
+            str(DEMO),
+            "--output-dir",
+            str(out),
+            "--model",
+            str(tiny_bert_dir),
+            "--max-steps",
+            "3",
+            "--seed",
+            "5",
+            "--set",
+            "warmup_ratio=0.0",
+            "-q",
+        ]
+    )
     assert code == 0
     headline = json.loads(capsys.readouterr().out)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -52,8 +67,22 @@ def test_train_evaluate_encode(tiny_bert_dir, recipe, tmp_path, capsys):
     )
 
     # evaluate prints the same test metrics as JSON
-    code = main(["evaluate", "--model", str(out), "--task", "sts", "--data-dir", str(DEMO),
-                 "--file", "test.tsv", "--data-format", "tsv", "-q"])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(out),
+            "--task",
+            "sts",
+            "--data-dir",
+            str(DEMO),
+            "--file",
+            "test.tsv",
+            "--data-format",
+            "tsv",
+            "-q",
+        ]
+    )
     assert code == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert set(evaluated) == {k for k in metrics if k.startswith("sts-test_")}
@@ -68,8 +97,21 @@ def test_train_evaluate_encode(tiny_bert_dir, recipe, tmp_path, capsys):
     expected = SiameseEncoder.from_pretrained(out).encode(texts)
     for suffix in ("txt", "csv", "jsonl"):
         target = tmp_path / f"emb-{suffix}.npy"
-        assert main(["encode", "--model", str(out), "--input", str(tmp_path / f"in.{suffix}"),
-                     "--output", str(target), "-q"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "encode",
+                    "--model",
+                    str(out),
+                    "--input",
+                    str(tmp_path / f"in.{suffix}"),
+                    "--output",
+                    str(target),
+                    "-q",
+                ]
+            )
+            == 0
+        )
         report = json.loads(capsys.readouterr().out)
         assert report["texts"] == 3 and report["truncated"] == 0
         np.testing.assert_allclose(np.load(target), expected, atol=1e-6)
@@ -83,13 +125,32 @@ def test_errors_are_one_line_with_exit_code_2(recipe, tmp_path, capsys):
 
     bad = tmp_path / "bad.tsv"
     bad.write_text("sentence1\tsentence2\tscore\na\tb\t9\n")
-    code = main(["train", str(recipe), "--data-dir", str(tmp_path), "--set", "train_data=bad.tsv",
-                 "--output-dir", str(tmp_path / "o")])  # fmt: skip
+    code = main(
+        [
+            "train",
+            str(recipe),
+            "--data-dir",
+            str(tmp_path),
+            "--set",
+            "train_data=bad.tsv",
+            "--output-dir",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 2
     assert "bad.tsv:2: score 9.0 is outside [0.0, 5.0]" in capsys.readouterr().err
 
-    code = main(["encode", "--model", str(tmp_path / "nowhere"), "--input", str(tmp_path / "missing.txt"),
-                 "--output", str(tmp_path / "x.npy")])  # fmt: skip
+    code = main(
+        [
+            "encode",
+            "--model",
+            str(tmp_path / "nowhere"),
+            "--input",
+            str(tmp_path / "missing.txt"),
+            "--output",
+            str(tmp_path / "x.npy"),
+        ]
+    )
     assert code == 2
     assert "missing.txt: file not found" in capsys.readouterr().err
 
@@ -124,7 +185,92 @@ def test_demo_command_on_the_tiny_model(tiny_bert_dir, tmp_path, capsys):
 
 def test_encode_checks_the_output_name_before_loading_anything(tmp_path, capsys):
     (tmp_path / "in.txt").write_text("a\n")
-    code = main(["encode", "--model", str(tmp_path / "nowhere"), "--input", str(tmp_path / "in.txt"),
-                 "--output", str(tmp_path / "x.txt")])  # fmt: skip
+    code = main(
+        [
+            "encode",
+            "--model",
+            str(tmp_path / "nowhere"),
+            "--input",
+            str(tmp_path / "in.txt"),
+            "--output",
+            str(tmp_path / "x.txt"),
+        ]
+    )
     assert code == 2
     assert "expected a .npy file name" in capsys.readouterr().err
+
+
+def test_evaluate_pairs_and_predict_with_a_head(tiny_bert_dir, tmp_path, capsys):
+    rows = "".join(
+        f"{a}\t{b}\t{y}\n"
+        for a, b, y in [
+            ("how do i cook", "how to cook", 1),
+            ("how do i cook", "fix my car", 0),
+            ("best phone", "which phone to buy", 1),
+            ("best phone", "learn guitar", 0),
+        ]
+    )
+    (tmp_path / "pairs.tsv").write_text("q1\tq2\tlabel\n" + rows)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"model: {tiny_bert_dir}\ndata_format: tsv\ntrain_data: pairs.tsv\n"
+        "dev_data: null\ntest_data: pairs.tsv\n"
+        "text_a_column: q1\ntext_b_column: q2\nloss: verification\nlabel_names: [different, duplicate]\n"
+        "batch_size: 4\nmax_steps: 2\neval_name: qqp\n"
+    )
+    out = tmp_path / "m"
+    assert main(["train", str(recipe), "--data-dir", str(tmp_path), "--output-dir", str(out), "-q"]) == 0
+    trained = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(out),
+                "--task",
+                "pairs",
+                "--data-dir",
+                str(tmp_path),
+                "--file",
+                "pairs.tsv",
+                "--data-format",
+                "tsv",
+                "--text-a-column",
+                "q1",
+                "--text-b-column",
+                "q2",
+                "--name",
+                "qqp-test",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    evaluated = json.loads(capsys.readouterr().out)
+    for key in ("qqp-test_ap_cosine", "qqp-test_ap_head", "qqp-test_f1_threshold_euclidean"):
+        assert evaluated[key] == pytest.approx(trained[key], abs=1e-6), key
+
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(out),
+                "--input",
+                str(tmp_path / "pairs.tsv"),
+                "--text-a-column",
+                "q1",
+                "--text-b-column",
+                "q2",
+                "--output",
+                str(tmp_path / "p.jsonl"),
+            ]
+        )
+        == 0
+    )
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and {r["label"] for r in rows} <= {"different", "duplicate"}
+    for r in rows:
+        assert r["p_different"] + r["p_duplicate"] == pytest.approx(1.0, abs=1e-5)
+        assert r["label"] == ("duplicate" if r["p_duplicate"] > r["p_different"] else "different")
