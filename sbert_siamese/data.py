@@ -15,8 +15,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from .errors import ConfigError, DataError
 
 DATA_FORMATS = ("stsb", "csv", "tsv", "tsv_quoted", "jsonl", "parquet", "senteval", "hf")
@@ -332,28 +330,3 @@ def read_texts(path: str | Path, column: str = "text") -> list[str]:
     if not texts:
         raise DataError("no texts found", path)
     return texts
-
-
-class PairCollator:
-    """Tokenizes a list of ``PairExample`` into (B, 2, T) tensors plus (B,) scores.
-
-    Both sides are tokenized in one call and padded to the same length, so the encoder can run them in a
-    single forward pass; the (B, 2, T) layout keeps a pair together when accelerate splits a batch across
-    processes. ``truncated`` counts texts cut to ``max_seq_length``.
-    """
-
-    def __init__(self, encoder):
-        self.encoder = encoder
-        self.truncated = 0
-
-    def __call__(self, batch: Sequence[PairExample]) -> dict[str, torch.Tensor]:
-        texts = [self.encoder.prepare_text(ex.text_a) for ex in batch]
-        texts += [self.encoder.prepare_text(ex.text_b) for ex in batch]
-        self.truncated += len(self.encoder.count_truncated(texts))
-        features = self.encoder.tokenize(texts)  # (2B, T), already prepared (prepare_text is idempotent)
-        size = len(batch)
-        out = {
-            k: v.reshape(2, size, -1).transpose(0, 1).contiguous() for k, v in features.items()
-        }  # (B, 2, T)
-        out["scores"] = torch.tensor([ex.score for ex in batch], dtype=torch.float32)
-        return out

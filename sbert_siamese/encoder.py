@@ -1,7 +1,7 @@
 """SiameseEncoder: one transformer + pooling [+ dense] [+ normalize], shared by both sides of a pair.
 
 Weight sharing is by construction: there is a single transformer module, and both sides of a pair go
-through it (in one forward pass during training, see ``forward_pairs``).
+through it (in one forward pass during training: ``SiameseModel.forward`` flattens (B, k, T) to (B*k, T)).
 """
 
 from __future__ import annotations

@@ -47,7 +47,10 @@ def test_every_field_has_help():
     "values, expected",
     [
         ({"loss": "mse"}, ["loss='mse'", "cosine", "cosent"]),
-        ({"data_format": "xlsx"}, ["data_format='xlsx'", "stsb, csv, tsv, tsv_quoted, jsonl, parquet, hf"]),
+        (
+            {"data_format": "xlsx"},
+            ["data_format='xlsx'", "stsb, csv, tsv, tsv_quoted, jsonl, parquet, senteval, hf"],
+        ),
         ({"pooling": "sum"}, ["pooling='sum'", "mean, cls, max"]),
         ({"mixed_precision": "fp8"}, ["mixed_precision='fp8'", "no, bf16, fp16"]),
         ({"batch_size": 0}, ["batch_size must be an integer >= 1, got 0"]),

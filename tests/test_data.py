@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from sbert_siamese.data import (
     Columns,
-    PairCollator,
     PairExample,
     ScoreRange,
     dataset_to_pairs,
@@ -366,7 +364,7 @@ def test_load_pairs_unknown_format(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_pairs("x.csv", "excel", data_dir=tmp_path)
     assert "'excel'" in str(info.value)
-    assert "stsb, csv, tsv, tsv_quoted, jsonl, parquet, hf" in str(info.value)
+    assert "stsb, csv, tsv, tsv_quoted, jsonl, parquet, senteval, hf" in str(info.value)
 
 
 # ---------------------------------------------------------------------------------------------- Hugging Face
@@ -474,61 +472,3 @@ def test_read_pairs_parquet(hf_cache, tmp_path):
     ]
     with pytest.raises(DataError, match="not found"):
         read_pairs(tmp_path / "missing.parquet")
-
-
-# ---------------------------------------------------------------------------------------------- PairCollator
-def expected_side(encoder, texts, length):
-    """Each text tokenized alone, padded to ``length``: (B, length) ids and mask."""
-    ids = torch.full((len(texts), length), encoder.tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(texts), length), dtype=torch.long)
-    for i, text in enumerate(texts):
-        tokens = encoder.tokenizer(text, truncation=True, max_length=encoder.max_seq_length)["input_ids"]
-        ids[i, : len(tokens)] = torch.tensor(tokens)
-        mask[i, : len(tokens)] = 1
-    return ids, mask
-
-
-def test_pair_collator_layout(tiny_encoder):
-    batch = [
-        PairExample("a man is playing the guitar", "a man plays music", 0.9),
-        PairExample("  the dog runs  ", "a cat is sitting on the big red chair in the kitchen", 0.25),
-        PairExample("snow", "rain", 0.0),
-    ]
-    collator = PairCollator(tiny_encoder)
-    out = collator(batch)
-    a_texts = [e.text_a for e in batch]
-    b_texts = [e.text_b for e in batch]
-    full = tiny_encoder.tokenize(a_texts + b_texts)  # (2B, T)
-    length = full["input_ids"].shape[1]
-    assert out["input_ids"].shape == (3, 2, length)
-    assert out["attention_mask"].shape == (3, 2, length)
-    a_ids, a_mask = expected_side(tiny_encoder, [t.strip() for t in a_texts], length)
-    b_ids, b_mask = expected_side(tiny_encoder, b_texts, length)
-    assert torch.equal(out["input_ids"][:, 0], a_ids)
-    assert torch.equal(out["input_ids"][:, 1], b_ids)
-    assert torch.equal(out["attention_mask"][:, 0], a_mask)
-    assert torch.equal(out["attention_mask"][:, 1], b_mask)
-    # Same thing through the encoder's own tokenize: pair i is (row i, row B + i) of one (2B, T) call.
-    for key, value in full.items():
-        assert torch.equal(out[key][:, 0], value[:3]) and torch.equal(out[key][:, 1], value[3:])
-    assert out["scores"].dtype == torch.float32
-    assert torch.equal(out["scores"], torch.tensor([0.9, 0.25, 0.0]))
-    assert out["input_ids"].is_contiguous()
-    assert collator.truncated == 0
-
-
-def test_pair_collator_counts_truncated_texts(tiny_encoder):
-    assert tiny_encoder.max_seq_length == 64
-    long_text = " ".join(["the dog runs in the park"] * 20)  # 120 words, well over 64 tokens
-    collator = PairCollator(tiny_encoder)
-    out = collator([PairExample(long_text, "short", 1.0), PairExample("a cat", "a dog", 0.5)])
-    assert collator.truncated == 1
-    assert out["input_ids"].shape == (2, 2, 64)
-    assert out["input_ids"][0, 0, -1].item() == tiny_encoder.tokenizer.sep_token_id  # cut, then [SEP]
-    assert out["attention_mask"][0, 0].sum().item() == 64
-    collator([PairExample("short", long_text, 1.0), PairExample(long_text, long_text, 0.5)])
-    assert collator.truncated == 4
-    # Exactly at the limit is not truncated: 62 single-token words + [CLS] + [SEP] = 64.
-    exact = " ".join(["dog"] * 62)
-    collator([PairExample(exact, "a", 0.0)])
-    assert collator.truncated == 4

@@ -284,3 +284,112 @@ def test_task_errors(tiny_bert_dir, tmp_path):
         )
     with pytest.raises(ConfigError, match="only the main task may"):
         train(qqp_config(tmp_path, **base, tasks=[{"loss": "softmax", "train_data": "qqp.tsv"}]))
+
+
+# ------------------------------------------------------------------------------------- NLI-style data
+def write_senteval(folder: Path, split: str, rows) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, column in (("s1", 0), ("s2", 1), ("labels", 2)):
+        (folder / f"{name}.{split}").write_text("".join(f"{r[column]}\n" for r in rows))
+
+
+def test_senteval_reader_and_its_errors(tmp_path):
+    from sbert_siamese import DataError
+    from sbert_siamese.examples import read_examples
+
+    names = ["entailment", "neutral", "contradiction"]
+    write_senteval(
+        tmp_path / "nli",
+        "train",
+        [
+            ("A man eats .", "A person eats .", "entailment"),
+            ("A dog runs .", "A cat sleeps .", "contradiction"),
+        ],
+    )
+    examples, keys = read_examples(tmp_path / "nli" / "train", "senteval", [], "class", None, None, names, 3)
+    assert [(e.texts, e.target) for e in examples] == [
+        (("A man eats .", "A person eats ."), 0),
+        (("A dog runs .", "A cat sleeps ."), 2),
+    ]
+    assert examples[1].source.endswith("s1.train:2") and keys[0] == ("a man eats .", "a person eats .")
+    (tmp_path / "nli" / "labels.train").write_text("entailment\nmaybe\n")
+    with pytest.raises(DataError, match=r"labels\.train:2: label 'maybe' is not one of"):
+        read_examples(tmp_path / "nli" / "train", "senteval", [], "class", None, None, names, 3)
+    (tmp_path / "nli" / "labels.train").write_text("entailment\n")
+    with pytest.raises(DataError, match=r"differ in length: \[2, 2, 1\]"):
+        read_examples(tmp_path / "nli" / "train", "senteval", [], "class", None, None, names, 3)
+
+
+def test_mixed_sources_extra_test_sets_and_test_overlap(tmp_path, tiny_bert_dir):
+    write_senteval(
+        tmp_path / "snli",
+        "train",
+        [
+            ("A man eats .", "A person eats .", "entailment"),
+            ("A dog runs .", "A cat sleeps .", "contradiction"),
+            ("Kids play .", "Children are outside .", "neutral"),
+        ],
+    )
+    (tmp_path / "sick.txt").write_text(
+        "pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment\n"
+        "1\tA woman sings\tA lady is singing\t4.8\tENTAILMENT\n"
+        "2\tA dog runs .\tNobody is running\t2.0\tCONTRADICTION\n"
+    )
+    (tmp_path / "sts.tsv").write_text(
+        "sentence1\tsentence2\tscore\nA woman sings\tA man sings\t2.5\nx\ty\t0.0\n"
+    )
+    cfg = TrainConfig(
+        model=str(tiny_bert_dir),
+        data_dir=str(tmp_path),
+        data_format="senteval",
+        loss="softmax",
+        num_labels=3,
+        label_names=["entailment", "neutral", "contradiction"],
+        eval_task="sts",
+        train_data=[
+            "snli/train",
+            {
+                "path": "sick.txt",
+                "data_format": "tsv",
+                "text_a_column": "sentence_A",
+                "text_b_column": "sentence_B",
+                "label_column": "entailment_judgment",
+            },
+        ],
+        dev_data=None,
+        test_data={"path": "sts.tsv", "data_format": "tsv"},
+        extra_test_data=[
+            {
+                "name": "sick-r-test",
+                "path": "sick.txt",
+                "data_format": "tsv",
+                "text_a_column": "sentence_A",
+                "text_b_column": "sentence_B",
+                "score_column": "relatedness_score",
+                "score_min": 1.0,
+                "score_max": 5.0,
+            }
+        ],
+        drop_test_overlap=True,
+    )
+    data = prepare_data(cfg, get_objective("softmax"))
+    # "A woman sings" (STS test) and the SICK pairs (an extra test set) leave training; "A dog runs ." is in
+    # the SICK test pair 2, so the SNLI pair with it goes too.
+    assert [e.texts[0] for e in data.train] == ["A man eats .", "Kids play ."]
+    assert data.stats["data/dropped_test_overlap"] == 3
+    assert data.eval_target == "score" and [e.target for e in data.extra_tests["sick-r-test"]] == [0.95, 0.25]
+    with pytest.raises(ConfigError, match="needs 'path'"):
+        prepare_data(
+            TrainConfig(data_format="senteval", loss="softmax", train_data=[{"file": "x"}]),
+            get_objective("softmax"),
+        )
+
+
+def test_nli_recipe_loads():
+    from sbert_siamese.config import load_recipe
+
+    from .conftest import REPO
+
+    cfg = load_recipe(REPO / "recipes" / "nli_softmax.yaml")
+    assert cfg.loss == "softmax" and cfg.num_labels == 3 and cfg.drop_test_overlap
+    assert [t["name"] for t in cfg.extra_test_data] == ["sick-r-test"]
