@@ -54,6 +54,16 @@ class WeightedL1Head(nn.Module):
     def forward(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return ((u - v).abs() * self.alpha).sum(dim=-1) + self.bias
 
+    @torch.no_grad()
+    def init_from(self, u: torch.Tensor, v: torch.Tensor) -> None:
+        """Data-dependent start: logits = (mean L1 - L1) / std L1 over sample pairs, i.e. alpha_j = -1/std and
+        b = mean/std. The head then starts as a calibrated-ish ranking by L1 distance instead of pushing
+        every pair to p ~ 0 (which, with BCE, sends large gradients into a pretrained encoder)."""
+        distance = (u - v).abs().sum(dim=-1).float()  # (N,)
+        std = distance.std().clamp_min(1e-6)
+        self.alpha.fill_(-1.0 / float(std))
+        self.bias.fill_(float(distance.mean() / std))
+
     def config(self) -> dict:
         return {"type": "weighted_l1", "dimension": self.dimension}
 

@@ -32,6 +32,7 @@ from .data import PairExample
 from .encoder import SiameseEncoder
 from .errors import ConfigError
 from .examples import Example, ExampleCollator, from_pairs, normalise
+from .heads import WeightedL1Head
 from .model import SiameseModel
 from .objectives import Objective, ObjectiveParams, get_objective, make_head
 from .samplers import GroupBatchSampler, LengthGroupedBatchSampler, NoDuplicatesBatchSampler
@@ -200,6 +201,17 @@ def train(
     head = make_head(objective, encoder.embedding_dim, params)
     model = SiameseModel(encoder, head=head, tower_b=tower_b, label_names=config.label_names)
     model.to(accelerator.device)
+    if isinstance(head, WeightedL1Head):
+        # Deterministic (the first 256 training pairs), so every process starts from the same head.
+        sample = data.train[:256]
+        head.init_from(
+            model.encode([e.texts[0] for e in sample], side="a", convert_to="torch", batch_size=64).to(
+                accelerator.device
+            ),
+            model.encode([e.texts[1] for e in sample], side="b", convert_to="torch", batch_size=64).to(
+                accelerator.device
+            ),
+        )
 
     # 3. the starting model's metrics
     metrics: dict[str, float] = dict(data.stats)

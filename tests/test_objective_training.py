@@ -393,3 +393,16 @@ def test_nli_recipe_loads():
     cfg = load_recipe(REPO / "recipes" / "nli_softmax.yaml")
     assert cfg.loss == "softmax" and cfg.num_labels == 3 and cfg.drop_test_overlap
     assert [t["name"] for t in cfg.extra_test_data] == ["sick-r-test"]
+
+
+def test_weighted_l1_head_starts_as_standardised_l1_distance():
+    from sbert_siamese.heads import WeightedL1Head
+
+    torch.manual_seed(0)
+    u, v = torch.randn(64, 8), torch.randn(64, 8)
+    head = WeightedL1Head(8)
+    head.init_from(u, v)
+    logits = head(u, v)
+    l1 = (u - v).abs().sum(-1)
+    torch.testing.assert_close(logits, (l1.mean() - l1) / l1.std(), atol=1e-5, rtol=1e-5)
+    assert logits.mean().abs() < 1e-5 and (logits.std() - 1).abs() < 1e-5
