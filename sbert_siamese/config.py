@@ -54,6 +54,7 @@ class TrainConfig:
     text_columns: list[str] | None = _opt(None, "all text columns, e.g. [anchor, positive, negative]")
     key_columns: list[str] | None = _opt(None, "per-text identity columns for the split (e.g. [qid1, qid2])")
     derive: str = _opt("none", f"turn labelled pairs into the loss's input: {', '.join(DERIVATIONS)}")
+    hard_negatives: bool = _opt(False, "mine one hard negative per (anchor, positive) with the start model")
     extra_train_data: list[str] | None = _opt(None, "more labelled pairs for training only (after the split)")
     split: str = _opt("none", f"{', '.join(SPLITS)}: split train_data into train/dev/test by question")
     split_fractions: list[float] = _opt((0.8, 0.1, 0.1), "train, dev, test shares for split: question")

@@ -35,6 +35,9 @@ class TaskData:
     eval_target: str  # "score" (STS evaluation) or "binary" (pair classification)
     stats: dict[str, float] = field(default_factory=dict)
     extra_tests: dict[str, list[Example]] = field(default_factory=dict)  # name -> pairs, like test
+    # for hard-negative mining: every training text, and each text's known positives (duplicate cluster)
+    corpus: list[str] = field(default_factory=list)
+    same: dict[str, set[str]] = field(default_factory=dict)
 
 
 def _paths(value) -> list[str]:
@@ -166,6 +169,16 @@ def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
         kept = [e for e in train if not any(normalise(t) in test_texts for t in e.texts)]
         stats["data/dropped_test_overlap"] = len(train) - len(kept)
         train = kept
+    corpus, same = [], {}
+    if config.hard_negatives:
+        if config.derive != "positives":
+            raise ConfigError(
+                "hard_negatives mines negatives for (anchor, positive) pairs: set derive: positives"
+            )
+        corpus = [t for e in train for t in e.texts]
+        for e in duplicate_groups(train):
+            same.setdefault(e.target, set()).add(normalise(e.texts[0]))
+        same = {key: members for members in same.values() for key in members}
     if config.derive == "positives":
         train = positives(train)
     elif config.derive == "groups":
@@ -179,7 +192,7 @@ def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
             "pair-classification evaluation needs 0/1 labels; NLI-style evaluation on STS comes "
             "from scored dev/test data"
         )
-    return TaskData(train, dev, test, eval_target, stats, extra_tests)
+    return TaskData(train, dev, test, eval_target, stats, extra_tests, corpus, same)
 
 
 def make_evaluator(

@@ -33,6 +33,7 @@ from .encoder import SiameseEncoder
 from .errors import ConfigError
 from .examples import Example, ExampleCollator, from_pairs, normalise
 from .heads import WeightedL1Head
+from .mining import mine_hard_negatives
 from .model import SiameseModel
 from .objectives import Objective, ObjectiveParams, get_objective, make_head
 from .samplers import GroupBatchSampler, LengthGroupedBatchSampler, NoDuplicatesBatchSampler
@@ -213,6 +214,24 @@ def train(
             ),
         )
 
+    if config.hard_negatives and data.corpus:
+        # Mined once with the starting model, on the main process; every process gets the same triplets.
+        result = [None]
+        if accelerator.is_main_process:
+            result = [
+                mine_hard_negatives(
+                    model.tower("a"), data.train, data.corpus, data.same, show_progress_bar=show_progress_bar
+                )
+            ]
+        if accelerator.num_processes > 1:
+            result = broadcast_object_list(result, from_process=0)
+        data.train, report = result[0]
+        data.stats.update(report)
+        if not data.train:
+            raise ConfigError(f"hard-negative mining found no usable negative for any pair ({report})")
+        _check_shapes(data.train, objective, config)
+        logger.info("mined hard negatives: %s", report)
+
     # 3. the starting model's metrics
     metrics: dict[str, float] = dict(data.stats)
     log_records: list[dict] = []
@@ -238,8 +257,16 @@ def train(
     collator = ExampleCollator(encoder, objective.target)
     tasks = [Task(config.loss, objective, params, data.train, collator, config)]
     for name, task_config, task_objective, task_params, examples in extra_tasks:
-        tasks.append(Task(name, task_objective, task_params, examples,
-                          ExampleCollator(encoder, task_objective.target), task_config))  # fmt: skip
+        tasks.append(
+            Task(
+                name,
+                task_objective,
+                task_params,
+                examples,
+                ExampleCollator(encoder, task_objective.target),
+                task_config,
+            )
+        )
     loaders = [_loader(t.examples, t.collator, t.config) for t in tasks]
     steps_per_epoch = math.ceil(sum(len(loader) for loader in loaders) / config.gradient_accumulation_steps)
     total_steps = steps_per_epoch * config.epochs
@@ -371,9 +398,19 @@ class Task:
 # Keys an entry of ``tasks`` may set: its data, objective and batching; model, optimiser and evaluation stay
 # the recipe's.
 TASK_KEYS = SOURCE_KEYS + (
-    "name", "train_data", "extra_train_data", "derive", "loss", "margin", "distance", "scale", "symmetric",
-    "sampler", "samples_per_group", "batch_size",
-)  # fmt: skip
+    "name",
+    "train_data",
+    "extra_train_data",
+    "derive",
+    "loss",
+    "margin",
+    "distance",
+    "scale",
+    "symmetric",
+    "sampler",
+    "samples_per_group",
+    "batch_size",
+)
 
 
 def _extra_task(config: TrainConfig, spec: dict, main: TaskData, index: int):

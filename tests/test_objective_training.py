@@ -406,3 +406,31 @@ def test_weighted_l1_head_starts_as_standardised_l1_distance():
     l1 = (u - v).abs().sum(-1)
     torch.testing.assert_close(logits, (l1.mean() - l1) / l1.std(), atol=1e-5, rtol=1e-5)
     assert logits.mean().abs() < 1e-5 and (logits.std() - 1).abs() < 1e-5
+
+
+def test_mine_hard_negatives_skips_known_positives_and_near_duplicates():
+    import numpy as np
+
+    from sbert_siamese.mining import mine_hard_negatives
+
+    vectors = {
+        "anchor": [1.0, 0.0, 0.0],
+        "positive": [0.9, 0.1, 0.0],
+        "cluster mate": [0.99, 0.01, 0.0],  # closest, but a known duplicate of the anchor
+        "unlabelled duplicate": [0.95, 0.05, 0.0],  # closer than 0.95 x cos(anchor, positive): skipped
+        "hard negative": [0.6, 0.4, 0.0],
+        "easy negative": [0.0, 0.0, 1.0],
+    }
+
+    class Fake:
+        def encode(self, texts, normalize=False, **_):
+            out = torch.tensor(np.array([vectors[t] for t in texts]), dtype=torch.float32)
+            return torch.nn.functional.normalize(out, dim=-1) if normalize else out
+
+    pairs = [Example(("anchor", "positive"), None, "x:1")]
+    same = {"anchor": {"anchor", "positive", "cluster mate"}}
+    triplets, report = mine_hard_negatives(Fake(), pairs, list(vectors), same)
+    assert triplets == [Example(("anchor", "positive", "hard negative"), None, "x:1")]
+    assert report == {"mined/triplets": 1, "mined/pairs_without_negative": 0, "mined/candidates_too_close": 1}
+    _, report = mine_hard_negatives(Fake(), pairs, ["anchor", "positive", "cluster mate"], same)
+    assert report["mined/pairs_without_negative"] == 1
