@@ -61,6 +61,9 @@ class TrainConfig:
     split_seed: int = _opt(0, "seed of the split")
     sampler: str = _opt("random", f"batch sampler: {', '.join(SAMPLERS)}")
     samples_per_group: int = _opt(2, "K of a P x K batch (sampler: groups)")
+    hard_batches: bool = _opt(
+        False, "sampler groups: fill each batch with nearby groups (start-model embeddings)"
+    )
     # objective
     loss: str = _opt("cosine", f"one of {', '.join(OBJECTIVES)}")
     margin: float = _opt(0.5, "margin of the contrastive and triplet losses (in units of the distance)")

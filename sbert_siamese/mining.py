@@ -110,3 +110,25 @@ def mine_hard_negatives(
         "mined/candidates_too_close": skipped_close,
     }
     return triplets, report
+
+
+def group_neighbours(encoder, examples: list, neighbours: int = 32, batch_size: int = 64) -> dict:
+    """Group id -> the ids of the ``neighbours`` nearest other groups, nearest first, by the cosine of the
+    groups' mean embeddings (``examples`` are ``Example((text,), group)``). For hard P x K batches."""
+    import torch
+    import torch.nn.functional as F
+
+    texts = [e.texts[0] for e in examples]
+    embeddings = encoder.encode(texts, batch_size=batch_size, convert_to="torch", normalize=True)
+    ids = list(dict.fromkeys(e.target for e in examples))
+    index = {g: i for i, g in enumerate(ids)}
+    sums = torch.zeros(len(ids), embeddings.shape[1])
+    sums.index_add_(0, torch.tensor([index[e.target] for e in examples]), embeddings)
+    centres = F.normalize(sums, dim=-1)  # (G, D)
+    k = min(neighbours + 1, len(ids))
+    result = {}
+    for start in range(0, len(ids), 1024):
+        top = (centres[start : start + 1024] @ centres.T).topk(k, dim=1).indices  # (C, k)
+        for row, near in enumerate(top.tolist()):
+            result[ids[start + row]] = [ids[j] for j in near if j != start + row][:neighbours]
+    return result

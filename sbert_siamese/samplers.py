@@ -90,9 +90,20 @@ class GroupBatchSampler:
     """Batches of P = batch_size // K groups with K examples each, groups drawn without replacement.
 
     Only groups with at least K examples take part; one epoch is len(eligible groups) // P batches.
+
+    ``neighbours`` (group id -> nearby group ids, nearest first) makes batches hard: each batch starts from
+    a random unused group and takes its nearest unused neighbours before random ones, so the negatives a
+    miner finds in the batch are close ones, not random texts that the model already tells apart.
     """
 
-    def __init__(self, groups: Sequence, batch_size: int, samples_per_group: int = 2, seed: int = 0):
+    def __init__(
+        self,
+        groups: Sequence,
+        batch_size: int,
+        samples_per_group: int = 2,
+        seed: int = 0,
+        neighbours: dict | None = None,
+    ):
         if samples_per_group < 2:
             raise ConfigError(
                 f"samples_per_group must be >= 2 (a group needs a positive), got {samples_per_group}"
@@ -104,7 +115,14 @@ class GroupBatchSampler:
         members: dict = {}
         for index, group in enumerate(groups):
             members.setdefault(group, []).append(index)
-        self.members = [m for m in members.values() if len(m) >= samples_per_group]
+        ids = [g for g, m in members.items() if len(m) >= samples_per_group]
+        self.members = [members[g] for g in ids]
+        index = {g: i for i, g in enumerate(ids)}
+        self.neighbours = None
+        if neighbours is not None:
+            self.neighbours = [
+                [index[n] for n in neighbours.get(g, ()) if n in index and n != g] for g in ids
+            ]
         self.k = samples_per_group
         self.p = batch_size // samples_per_group
         self.batch_size = batch_size  # accelerate reads it to split batches across processes
@@ -127,11 +145,39 @@ class GroupBatchSampler:
         self.epoch += 1
         order = list(range(len(self.members)))
         rng.shuffle(order)
-        for start in range(0, len(order) - self.p + 1, self.p):
+        if self.neighbours is None:
+            chosen = [order[start : start + self.p] for start in range(0, len(order) - self.p + 1, self.p)]
+        else:
+            chosen = self._hard_batches(order)
+        for groups in chosen:
             batch = []
-            for g in order[start : start + self.p]:
+            for g in groups:
                 batch.extend(rng.sample(self.members[g], self.k))
             yield batch
+
+    def _hard_batches(self, order: list[int]) -> list[list[int]]:
+        used = [False] * len(order)
+        batches, cursor = [], 0
+        for seed_group in order:
+            if used[seed_group]:
+                continue
+            groups = [seed_group]
+            used[seed_group] = True
+            for n in self.neighbours[seed_group]:
+                if len(groups) == self.p:
+                    break
+                if not used[n]:
+                    groups.append(n)
+                    used[n] = True
+            while len(groups) < self.p and cursor < len(order):  # top up with random unused groups
+                g = order[cursor]
+                cursor += 1
+                if not used[g]:
+                    groups.append(g)
+                    used[g] = True
+            if len(groups) == self.p:
+                batches.append(groups)
+        return batches
 
     def __len__(self) -> int:
         return len(self.members) // self.p

@@ -33,7 +33,7 @@ from .encoder import SiameseEncoder
 from .errors import ConfigError
 from .examples import Example, ExampleCollator, from_pairs, normalise
 from .heads import WeightedL1Head
-from .mining import mine_hard_negatives
+from .mining import group_neighbours, mine_hard_negatives
 from .model import SiameseModel
 from .objectives import Objective, ObjectiveParams, get_objective, make_head
 from .samplers import GroupBatchSampler, LengthGroupedBatchSampler, NoDuplicatesBatchSampler
@@ -267,7 +267,15 @@ def train(
                 task_config,
             )
         )
-    loaders = [_loader(t.examples, t.collator, t.config) for t in tasks]
+    neighbours = None
+    if config.hard_batches and config.sampler == "groups":
+        result = [group_neighbours(model.tower("a"), data.train) if accelerator.is_main_process else None]
+        if accelerator.num_processes > 1:
+            result = broadcast_object_list(result, from_process=0)
+        neighbours = result[0]
+    loaders = [
+        _loader(t.examples, t.collator, t.config, neighbours if i == 0 else None) for i, t in enumerate(tasks)
+    ]
     steps_per_epoch = math.ceil(sum(len(loader) for loader in loaders) / config.gradient_accumulation_steps)
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:  # as in the HF Trainer, max_steps overrides epochs
@@ -488,7 +496,9 @@ def _check_shapes(train: list[Example], objective, config: TrainConfig) -> None:
         )
 
 
-def _loader(train: list[Example], collator: ExampleCollator, config: TrainConfig) -> DataLoader:
+def _loader(
+    train: list[Example], collator: ExampleCollator, config: TrainConfig, neighbours: dict | None = None
+) -> DataLoader:
     if config.sampler == "no_duplicates":
         sampler = NoDuplicatesBatchSampler(train, config.batch_size, config.seed)
         return DataLoader(train, batch_sampler=sampler, collate_fn=collator)
@@ -497,7 +507,9 @@ def _loader(train: list[Example], collator: ExampleCollator, config: TrainConfig
         return DataLoader(train, batch_sampler=sampler, collate_fn=collator)
     if config.sampler == "groups":
         groups = [e.target for e in train]
-        sampler = GroupBatchSampler(groups, config.batch_size, config.samples_per_group, config.seed)
+        sampler = GroupBatchSampler(
+            groups, config.batch_size, config.samples_per_group, config.seed, neighbours=neighbours
+        )
         return DataLoader(train, batch_sampler=sampler, collate_fn=collator)
     generator = torch.Generator().manual_seed(config.seed)
     return DataLoader(

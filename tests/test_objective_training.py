@@ -434,3 +434,36 @@ def test_mine_hard_negatives_skips_known_positives_and_near_duplicates():
     assert report == {"mined/triplets": 1, "mined/pairs_without_negative": 0, "mined/candidates_too_close": 1}
     _, report = mine_hard_negatives(Fake(), pairs, ["anchor", "positive", "cluster mate"], same)
     assert report["mined/pairs_without_negative"] == 1
+
+
+def test_hard_group_batches_take_nearest_groups_first():
+    import numpy as np
+
+    from sbert_siamese.mining import group_neighbours
+    from sbert_siamese.samplers import GroupBatchSampler
+
+    # 8 groups of 2 texts; groups 2i and 2i+1 sit next to each other on the circle, the pairs far apart
+    angles = {g: (g // 2) * 1.5 + (g % 2) * 0.05 for g in range(8)}
+    examples = [Example((f"text {g}-{j}",), g) for g in range(8) for j in range(2)]
+
+    class Fake:
+        def encode(self, texts, normalize=False, **_):
+            rows = [
+                [
+                    np.cos(angles[int(t.split()[1].split("-")[0])]),
+                    np.sin(angles[int(t.split()[1].split("-")[0])]),
+                ]
+                for t in texts
+            ]
+            return torch.tensor(np.array(rows), dtype=torch.float32)
+
+    near = group_neighbours(Fake(), examples, neighbours=3)
+    assert all(near[g][0] == g ^ 1 for g in range(8))  # the nearest group is the twin
+    sampler = GroupBatchSampler([e.target for e in examples], 4, 2, seed=0, neighbours=near)
+    for _ in range(3):
+        batches = list(sampler)
+        assert len(batches) == 4
+        for batch in batches:
+            groups = sorted({examples[i].target for i in batch})
+            assert groups[1] == groups[0] ^ 1 and len(batch) == 4  # each batch holds twin groups
+        assert sorted(i for b in batches for i in b) == list(range(16))
