@@ -191,9 +191,7 @@ class PairClassificationEvaluator:
         u, v = embed_pairs(model, self.sentences1, self.sentences2, self.batch_size, self.show_progress_bar)
         metrics = self.compute(u, v)
         if self.use_head:
-            same = model.predict(self.sentences1, self.sentences2, batch_size=self.batch_size)[
-                "probabilities"
-            ]
+            same = model.head_probabilities(u, v).numpy()  # from the embeddings above: no second encoding
             if same.shape[1] != 2:
                 raise ValueError(
                     f"use_head needs a head with 2 classes (different, same), not {same.shape[1]}"

@@ -81,6 +81,22 @@ class SiameseModel(nn.Module):
         return self.tower(side).encode(texts, **kwargs)
 
     @torch.inference_mode()
+    def head_probabilities(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """(N, C) class probabilities of the head for embeddings u, v (N, D) already computed; for the
+        verification head C = 2 (different, same). Evaluators use it to avoid encoding twice."""
+        if self.head is None:
+            raise ConfigError("this model has no classification head")
+        was_training = self.head.training
+        self.head.eval()
+        device = next(self.head.parameters()).device
+        logits = self.head(torch.as_tensor(u).to(device), torch.as_tensor(v).to(device)).float().cpu()
+        self.head.train(was_training)
+        if isinstance(self.head, WeightedL1Head):
+            same = torch.sigmoid(logits)
+            return torch.stack([1 - same, same], dim=1)
+        return torch.softmax(logits, dim=-1)
+
+    @torch.inference_mode()
     def predict(self, texts_a: Sequence[str], texts_b: Sequence[str], batch_size: int = 32) -> dict:
         """Labels and probabilities from the trained head for pairs (texts_a[i], texts_b[i]).
 
@@ -96,16 +112,7 @@ class SiameseModel(nn.Module):
             raise ConfigError(f"texts_a and texts_b differ in length: {len(texts_a)} vs {len(texts_b)}")
         u = self.encode(list(texts_a), side="a", batch_size=batch_size, convert_to="torch")
         v = self.encode(list(texts_b), side="b", batch_size=batch_size, convert_to="torch")
-        was_training = self.head.training
-        self.head.eval()
-        device = next(self.head.parameters()).device
-        logits = self.head(u.to(device), v.to(device)).float().cpu()
-        self.head.train(was_training)
-        if isinstance(self.head, WeightedL1Head):
-            same = torch.sigmoid(logits)
-            probabilities = torch.stack([1 - same, same], dim=1)
-        else:
-            probabilities = torch.softmax(logits, dim=-1)
+        probabilities = self.head_probabilities(u, v)
         index = probabilities.argmax(dim=1).numpy()
         names = self.label_names or [str(i) for i in range(probabilities.shape[1])]
         return {

@@ -99,6 +99,13 @@ def test_head_objectives_save_the_head_and_evaluate_it(tiny_bert_dir, tmp_path):
     a, b = [q[0] for q in QUESTIONS], [q[1] for q in QUESTIONS]
     before = result.model.predict(a, b)
     after = loaded.predict(a, b)
+    # the evaluator scores the head from the embeddings it already has: the same as predict()
+    from sbert_siamese.evaluation import best_threshold_metrics
+
+    labels = [q[2] for q in QUESTIONS]
+    assert metrics["qqp-test_ap_head"] == pytest.approx(
+        best_threshold_metrics(before["probabilities"][:, 1], labels)["ap"], abs=1e-6
+    )
     assert after["labels"] == before["labels"]
     torch.testing.assert_close(torch.tensor(after["probabilities"]), torch.tensor(before["probabilities"]))
 
