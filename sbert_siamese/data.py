@@ -162,6 +162,26 @@ def _rows_from_jsonl(path: str, expected: str = "sentence pairs") -> Iterable[tu
         yield line_no, row
 
 
+# How each table format is parsed: (delimiter, quoting); jsonl is one object per line.
+TABLE_FORMATS = {
+    "csv": (",", csv.QUOTE_MINIMAL),
+    "tsv": ("\t", csv.QUOTE_NONE),
+    "tsv_quoted": ("\t", csv.QUOTE_MINIMAL),  # tab-separated with CSV quoting, like Quora's QQP release
+}
+
+
+def table_rows(
+    path: str, fmt: str | None, required: Sequence[str] = (), expected: str = "sentence pairs"
+) -> Iterable[tuple[int, dict]] | None:
+    """(line, row) pairs of a csv / tsv / tsv_quoted / jsonl file; None for any other format."""
+    if fmt in TABLE_FORMATS:
+        delimiter, quoting = TABLE_FORMATS[fmt]
+        return _rows_from_table(path, delimiter, quoting, required, expected)
+    if fmt == "jsonl":
+        return _rows_from_jsonl(path, expected)
+    return None
+
+
 def _rows_to_examples(
     rows: Iterable[tuple[int | None, dict]], path: str, columns: Columns, score_range: ScoreRange
 ) -> list[PairExample]:
@@ -201,21 +221,14 @@ def read_pairs(
     required = [columns.text_a, columns.text_b, columns.score]
     if fmt == "stsb":
         return read_stsb(path, score_range)
-    if fmt == "csv":
-        rows = _rows_from_table(path, ",", csv.QUOTE_MINIMAL, required)
-    elif fmt == "tsv":
-        rows = _rows_from_table(path, "\t", csv.QUOTE_NONE, required)
-    elif fmt == "tsv_quoted":  # tab-separated with CSV quoting, like Quora's question-pairs release
-        rows = _rows_from_table(path, "\t", csv.QUOTE_MINIMAL, required)
-    elif fmt == "jsonl":
-        rows = _rows_from_jsonl(path)
-    elif fmt == "parquet":
+    if fmt == "parquet":
         if not Path(path).exists():
             raise DataError("file not found", path)
         import datasets
 
         return dataset_to_pairs(datasets.Dataset.from_parquet(path), columns, score_range, name=path)
-    else:
+    rows = table_rows(path, fmt, required)
+    if rows is None:
         raise ConfigError(
             f"{path}: cannot tell the format (extension {Path(path).suffix!r}); "
             f"pass one of {', '.join(DATA_FORMATS)}"
@@ -313,11 +326,7 @@ def read_texts(path: str | Path, column: str = "text") -> list[str]:
         # Row i of the output must be line i of the input: a blank line is an error, not skipped.
         texts = [_text(line, "text", path, line_no) for line_no, line in lines]
     elif suffix in (".csv", ".tsv", ".jsonl"):
-        if suffix == ".jsonl":
-            rows = _rows_from_jsonl(path, "texts")
-        else:
-            delimiter, quoting = (",", csv.QUOTE_MINIMAL) if suffix == ".csv" else ("\t", csv.QUOTE_NONE)
-            rows = _rows_from_table(path, delimiter, quoting, required=[column], expected="texts")
+        rows = table_rows(path, EXTENSIONS[suffix], required=[column], expected="texts")
         texts = []
         for line_no, row in rows:
             if column not in row:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,10 +20,9 @@ from .data import (
     EXTENSIONS,
     PairExample,
     ScoreRange,
-    _rows_from_jsonl,
-    _rows_from_table,
     _text,
     read_stsb,
+    table_rows,
 )
 from .errors import ConfigError, DataError
 
@@ -57,14 +55,9 @@ def parse_label(raw, label_names: Sequence[str] | None, num_labels: int, path: s
 
 
 def _rows(path: str, data_format: str, required: Sequence[str]) -> Iterable[tuple[int | None, dict]]:
-    if data_format == "csv":
-        return _rows_from_table(path, ",", csv.QUOTE_MINIMAL, required)
-    if data_format == "tsv":
-        return _rows_from_table(path, "\t", csv.QUOTE_NONE, required)
-    if data_format == "tsv_quoted":
-        return _rows_from_table(path, "\t", csv.QUOTE_MINIMAL, required)
-    if data_format == "jsonl":
-        return _rows_from_jsonl(path)
+    rows = table_rows(path, data_format, required)
+    if rows is not None:
+        return rows
     if data_format == "parquet":
         if not Path(path).exists():
             raise DataError("file not found", path)

@@ -32,7 +32,9 @@ def question_key(qid: str | int | None, text: str) -> str:
     case or spacing). Text keys therefore merge everything qid keys merge and more, so a split by text key
     has no qid shared across splits either, while a split by qid can leak the same text.
     """
-    return " ".join(text.lower().split())
+    from .examples import normalise
+
+    return normalise(text)
 
 
 def _find(parent: list[int], x: int) -> int:

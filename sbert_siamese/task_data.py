@@ -83,7 +83,7 @@ def _read(config: TrainConfig, source, target: str) -> tuple[list[Example], list
             ScoreRange(config.score_min, config.score_max),
         )
         examples = from_pairs(pairs)
-        return examples, [tuple(" ".join(t.lower().split()) for t in e.texts) for e in examples]
+        return examples, [tuple(normalise(t) for t in e.texts) for e in examples]
     path = Path(source)
     if config.data_dir is not None and not path.is_absolute():
         path = Path(config.data_dir) / path
@@ -148,7 +148,7 @@ def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
         test = _read(config, config.test_data, eval_target)[0] if config.test_data else None
         for part in (dev, test):
             for e in part or []:
-                held_out.update(" ".join(t.lower().split()) for t in e.texts)
+                held_out.update(normalise(t) for t in e.texts)
     for source in _paths(config.extra_train_data) if config.extra_train_data else []:
         examples, keys = _read(config, source, read_target)
         kept = [e for e, key in zip(examples, keys, strict=True) if not (set(key) & held_out)]
