@@ -1,4 +1,5 @@
-"""The ``sbert-siamese`` command line: train, evaluate, encode, demo.
+"""The ``sbert-siamese`` command line: train, evaluate, encode, demo (and, from ``cli_tools``, calibrate,
+predict, dedup, search).
 
 The CLI is the only place that configures logging and prints; errors of our own types end the command
 with a one-line message and exit status 2.
@@ -142,42 +143,6 @@ def cmd_encode(args) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------------------------- predict
-def cmd_predict(args) -> int:
-    from .examples import read_examples
-    from .model import SiameseModel
-
-    if args.input is None and (args.a is None or args.b is None):
-        raise ConfigError("give --input FILE, or both --a TEXT and --b TEXT")
-    model = SiameseModel.load(args.model)
-    if model.head is None:
-        raise ConfigError(f"{args.model}: no classification head (train with loss softmax or verification)")
-    if args.input is not None:
-        examples, _ = read_examples(args.input, None, [args.text_a_column, args.text_b_column], "none")
-        texts_a = [e.texts[0] for e in examples]
-        texts_b = [e.texts[1] for e in examples]
-    else:
-        texts_a, texts_b = [args.a], [args.b]
-    result = model.predict(texts_a, texts_b, batch_size=args.batch_size)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        for a, b, label, probs in zip(
-            texts_a, texts_b, result["labels"], result["probabilities"], strict=True
-        ):
-            row = {"text_a": a, "text_b": b, "label": label}
-            row.update(
-                {
-                    f"p_{name}": round(float(p), 6)
-                    for name, p in zip(result["label_names"], probs, strict=True)
-                }
-            )
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    return 0
-
-
 # ---------------------------------------------------------------------------------------------- demo
 DEMO_PAIRS = [
     ("How do I learn to cook at home?", "What is the best way to teach myself cooking?"),
@@ -285,16 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("predict", help="labels and probabilities from a model's softmax/verification head")
-    p.add_argument("--model", required=True)
-    p.add_argument("--input", help="pairs: .csv/.tsv/.jsonl with --text-a-column and --text-b-column")
-    p.add_argument("--a", help="first text of a single pair")
-    p.add_argument("--b", help="second text of a single pair")
-    p.add_argument("--text-a-column", default="sentence1")
-    p.add_argument("--text-b-column", default="sentence2")
-    p.add_argument("--output", help="JSON lines file (default: standard output)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.set_defaults(func=cmd_predict)
+    from .cli_tools import add_parsers
+
+    add_parsers(sub)
 
     p = sub.add_parser("demo", help="fine-tune all-MiniLM-L6-v2 on the bundled sample and show the effect")
     p.add_argument("--recipe", help="default: recipes/demo.yaml")

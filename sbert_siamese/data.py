@@ -314,9 +314,29 @@ def load_pairs(
     return read_pairs(path, data_format, columns, score_range)
 
 
+def _parquet_texts(path: str, column: str) -> list[str]:
+    """The string column ``column`` of a parquet file; errors name the row (1-based) like a line."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise DataError("file not found (expected texts)", path) from None
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise DataError(f"cannot read parquet ({type(exc).__name__}: {exc})", path) from None
+    if column not in table.column_names:
+        raise DataError(f"no column {column!r}; found columns {sorted(table.column_names)}", path)
+    texts = []
+    for row, value in enumerate(table.column(column).to_pylist(), start=1):
+        if not isinstance(value, str):
+            raise DataError(f"column {column!r} must be a string, found {value!r}", path, row)
+        texts.append(_text(value, f"column {column!r}", path, row))
+    return texts
+
+
 def read_texts(path: str | Path, column: str = "text") -> list[str]:
-    """Texts from .txt (one per line, blank lines skipped), .csv/.tsv (a header naming ``column``) or
-    .jsonl (objects with key ``column``). Errors name the file and line."""
+    """Texts from .txt (one per line), .csv/.tsv (a header naming ``column``), .jsonl (objects with key
+    ``column``) or .parquet (a string column ``column``). Errors name the file and line (parquet: row)."""
     path = str(path)
     suffix = Path(path).suffix.lower()
     if suffix == ".txt":
@@ -334,8 +354,12 @@ def read_texts(path: str | Path, column: str = "text") -> list[str]:
             if not isinstance(row[column], str):
                 raise DataError(f"column {column!r} must be a string, found {row[column]!r}", path, line_no)
             texts.append(_text(row[column], f"column {column!r}", path, line_no))
+    elif suffix == ".parquet":
+        texts = _parquet_texts(path, column)
     else:
-        raise ConfigError(f"{path}: unsupported input type {suffix!r}; use .txt, .csv, .tsv or .jsonl")
+        raise ConfigError(
+            f"{path}: unsupported input type {suffix!r}; use .txt, .csv, .tsv, .jsonl or .parquet"
+        )
     if not texts:
         raise DataError("no texts found", path)
     return texts

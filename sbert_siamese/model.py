@@ -6,6 +6,7 @@ still loads: it is tower a)::
 
     head/config.json, head/model.safetensors   the softmax / weighted-L1 head, with label names
     tower_b/                                   the second tower of an untied (pseudo-Siamese) model
+    threshold.json                             a calibrated decision threshold (``sbert-siamese calibrate``)
     sbert_siamese.json                         {"towers": "tied" | "untied", ...}
 """
 
@@ -21,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .calibration import Threshold, load_threshold, pair_scores, save_threshold
 from .encoder import SiameseEncoder
 from .errors import ConfigError, ModelFormatError
 from .heads import SoftmaxHead, WeightedL1Head
@@ -42,9 +44,11 @@ class SiameseModel(nn.Module):
         head: nn.Module | None = None,
         tower_b: SiameseEncoder | None = None,
         label_names: Sequence[str] | None = None,
+        threshold: Threshold | None = None,
     ):
         super().__init__()
         self.encoder = encoder
+        self.threshold = threshold  # calibrated "same" rule used by verify / predict / dedup
         self.tower_b = tower_b
         self.head = head
         self.label_names = list(label_names) if label_names else None
@@ -106,7 +110,7 @@ class SiameseModel(nn.Module):
         if self.head is None:
             raise ConfigError(
                 "this model has no classification head (trained with a softmax or verification loss); "
-                "compare embeddings instead (encode + cosine)"
+                "use verify() with a calibrated threshold, or compare embeddings (encode + cosine)"
             )
         if len(texts_a) != len(texts_b):
             raise ConfigError(f"texts_a and texts_b differ in length: {len(texts_a)} vs {len(texts_b)}")
@@ -114,12 +118,51 @@ class SiameseModel(nn.Module):
         v = self.encode(list(texts_b), side="b", batch_size=batch_size, convert_to="torch")
         probabilities = self.head_probabilities(u, v)
         index = probabilities.argmax(dim=1).numpy()
+        if self.threshold is not None and self.threshold.score == "head" and probabilities.shape[1] == 2:
+            index = self.threshold.decide(probabilities[:, 1].numpy()).astype(np.int64)  # calibrated
         names = self.label_names or [str(i) for i in range(probabilities.shape[1])]
         return {
             "labels": [names[i] for i in index],
             "label_ids": index,
             "probabilities": probabilities.numpy().astype(np.float32),
             "label_names": names,
+        }
+
+    def verify(
+        self,
+        texts_a: str | Sequence[str],
+        texts_b: str | Sequence[str],
+        threshold: float | Threshold | None = None,
+        batch_size: int = 32,
+    ) -> dict:
+        """Same / different decisions for pairs under the calibrated threshold (``self.threshold``, set by
+        ``sbert-siamese calibrate``) or an explicit one (a float on the calibrated score, default cosine).
+
+        Returns ``{"same": (N,) bool, "scores": (N,) float, "threshold": t, "score": name}``; a single
+        pair may be passed as two strings.
+
+        Example:
+            >>> model.verify("How do I learn Python?", "Best way to learn Python?")["same"]  # doctest: +SKIP
+            array([ True])
+        """
+        if isinstance(texts_a, str) != isinstance(texts_b, str):
+            raise ConfigError("give two strings or two lists of strings")
+        if isinstance(texts_a, str):
+            texts_a, texts_b = [texts_a], [texts_b]
+        rule = threshold if isinstance(threshold, Threshold) else self.threshold
+        if threshold is not None and not isinstance(threshold, Threshold):
+            rule = Threshold(score=rule.score if rule else "cosine", threshold=float(threshold))
+        if rule is None:
+            raise ConfigError(
+                "no calibrated threshold: run `sbert-siamese calibrate --model DIR --pairs FILE` "
+                "(or pass threshold=...)"
+            )
+        scores = pair_scores(self, texts_a, texts_b, rule.score, batch_size)
+        return {
+            "same": rule.decide(scores),
+            "scores": scores,
+            "threshold": rule.threshold,
+            "score": rule.score,
         }
 
     # ------------------------------------------------------------------------------------ persistence
@@ -144,6 +187,7 @@ class SiameseModel(nn.Module):
         from . import __version__
 
         meta["version"] = __version__
+        save_threshold(path, self.threshold)  # also removes a stale threshold.json of an earlier model
         (path / "sbert_siamese.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         return path
 
@@ -156,7 +200,8 @@ class SiameseModel(nn.Module):
         head, label_names = None, None
         if (root / "head").is_dir():
             head, label_names = _load_head(root / "head")
-        return cls(encoder, head=head, tower_b=tower_b, label_names=label_names)
+        threshold = load_threshold(root)
+        return cls(encoder, head=head, tower_b=tower_b, label_names=label_names, threshold=threshold)
 
 
 def _load_head(folder: Path) -> tuple[nn.Module, list[str] | None]:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed
@@ -27,10 +28,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from .calibration import calibrate, pair_scores
 from .config import TrainConfig
 from .data import PairExample
 from .encoder import SiameseEncoder
 from .errors import ConfigError
+from .evaluation import PairClassificationEvaluator
 from .examples import Example, ExampleCollator, from_pairs, normalise
 from .heads import WeightedL1Head
 from .mining import group_neighbours, mine_hard_negatives
@@ -366,6 +369,8 @@ def train(
     if dev_eval is not None:
         metrics[f"best/{dev_eval.primary_metric}"] = float(best_score)
         metrics["best/step"] = best_step
+    if isinstance(dev_eval, PairClassificationEvaluator) and accelerator.is_main_process:
+        metrics.update(_calibrate_on_dev(unwrapped, dev_eval, test_eval, config.eval_batch_size))
     truncated_here = torch.tensor(sum(t.collator.truncated for t in tasks), device=accelerator.device)
     truncated = accelerator.reduce(truncated_here, "sum")
     metrics.update(
@@ -389,6 +394,27 @@ def train(
                 fh.write(json.dumps(rec) + "\n")
     accelerator.wait_for_everyone()
     return TrainResult(unwrapped.encoder, metrics, losses, out_dir, unwrapped)
+
+
+def _calibrate_on_dev(model: SiameseModel, dev_eval, test_eval, batch_size: int) -> dict[str, float]:
+    """Store the best-F1 threshold on the dev pairs with the model (``threshold.json``), and report the
+    test pairs' accuracy / F1 at that threshold: the numbers a user of ``verify`` / ``dedup`` gets."""
+    score = "head" if dev_eval.use_head else "cosine"
+    model.threshold = calibrate(
+        model, dev_eval.sentences1, dev_eval.sentences2, dev_eval.labels, score, "f1", batch_size,
+        source=f"{dev_eval.name} ({len(dev_eval.labels)} pairs)",
+    )  # fmt: skip
+    out = {
+        "calibration/threshold": model.threshold.threshold,
+        f"calibration/{dev_eval.name}_f1": model.threshold.f1,
+    }
+    if isinstance(test_eval, PairClassificationEvaluator):
+        values = pair_scores(model, test_eval.sentences1, test_eval.sentences2, score, batch_size)
+        same, gold = model.threshold.decide(values), test_eval.labels.astype(bool)
+        tp = float(np.sum(same & gold))
+        out[f"calibration/{test_eval.name}_accuracy"] = float(np.mean(same == gold))
+        out[f"calibration/{test_eval.name}_f1"] = 2 * tp / max(float(same.sum() + gold.sum()), 1.0)
+    return out
 
 
 @dataclass
@@ -531,8 +557,15 @@ def model_card(config: TrainConfig, metrics: dict[str, float]) -> str:
     rows = [
         f"| {key} | {metrics.get('initial/' + key, float('nan')):.4f} | {value:.4f} |"
         for key, value in metrics.items()
-        if not key.startswith(("initial/", "best/", "train/"))
+        if not key.startswith(("initial/", "best/", "train/", "data/", "mined/", "calibration/"))
     ]
+    calibrated = []
+    if "calibration/threshold" in metrics:
+        calibrated = [
+            f"Calibrated threshold (best F1 on dev, stored in `threshold.json`; used by `verify`, `predict` "
+            f"and `dedup`): {metrics['calibration/threshold']:.4f}.",
+            "",
+        ]
     return "\n".join(
         [
             "# Sentence encoder fine-tuned with sbert-siamese",
@@ -545,6 +578,7 @@ def model_card(config: TrainConfig, metrics: dict[str, float]) -> str:
             "Load with `SiameseEncoder.from_pretrained(path)` or "
             "`sentence_transformers.SentenceTransformer(path)`.",
             "",
+            *calibrated,
             "| metric | before | after |",
             "| --- | --- | --- |",
             *rows,
