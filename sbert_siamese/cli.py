@@ -121,10 +121,19 @@ def cmd_encode(args) -> int:
     from .encoder import SiameseEncoder
 
     output = Path(args.output)
-    if output.suffix != ".npy":
-        raise ConfigError(f"--output {output}: expected a .npy file name")
+    if output.suffix not in (".npy", "") and not output.is_dir():
+        raise ConfigError(f"--output {output}: expected a .npy file name or a directory (sharded, resumable)")
     texts = read_texts(args.input, args.column)
     encoder = SiameseEncoder.from_pretrained(args.model)
+    if output.suffix != ".npy":  # a directory: shards on disk, a rerun continues an interrupted encode
+        from .streaming import encode_to_disk
+
+        report = encode_to_disk(
+            encoder, texts, output, args.shard_size, args.batch_size, args.normalize, str(args.model),
+            show_progress_bar=not args.quiet,
+        )  # fmt: skip
+        print(json.dumps({"output": str(output), **report, "truncated": len(encoder.last_truncated)}))
+        return 0
     embeddings = encoder.encode(
         texts, batch_size=args.batch_size, show_progress_bar=not args.quiet, normalize=args.normalize
     )
@@ -240,10 +249,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("encode", help="embed texts from .txt/.csv/.tsv/.jsonl into a .npy file")
+    p = sub.add_parser(
+        "encode",
+        help="embed texts from .txt/.csv/.tsv/.jsonl/.parquet into a .npy file or a sharded directory",
+    )
     p.add_argument("--model", required=True)
     p.add_argument("--input", required=True, help=".txt (one text per line), .csv/.tsv/.jsonl (see --column)")
-    p.add_argument("--output", required=True, help="output .npy, shape (N, D), float32, input order")
+    p.add_argument(
+        "--output",
+        required=True,
+        help="output .npy, shape (N, D), float32, input order; or a directory: shards + manifest written "
+        "as they are done, and a rerun after an interruption encodes only the missing shards",
+    )
+    p.add_argument("--shard-size", type=int, default=10_000, help="texts per shard (directory output)")
     p.add_argument("--column", default="text", help="column/key holding the text for csv/tsv/jsonl")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")

@@ -101,6 +101,9 @@ class TrainConfig:
     eval_steps: int = _opt(100, "evaluate on dev every N optimizer steps (0: only at the end)")
     eval_batch_size: int = _opt(64, "texts per forward pass when evaluating")
     keep_best: bool = _opt(True, "keep the weights with the best dev metric, not the last ones")
+    plots: bool = _opt(
+        True, "write PNG plots (training curve; score histograms, PR curve) to output_dir/plots"
+    )
     output_dir: str = _opt("runs/model", "where the trained model, metrics.json and recipe.yaml go")
     overwrite: bool = _opt(False, "allow writing into a non-empty output_dir")
 

@@ -369,8 +369,10 @@ def train(
     if dev_eval is not None:
         metrics[f"best/{dev_eval.primary_metric}"] = float(best_score)
         metrics["best/step"] = best_step
+    pair_plots = {}
     if isinstance(dev_eval, PairClassificationEvaluator) and accelerator.is_main_process:
-        metrics.update(_calibrate_on_dev(unwrapped, dev_eval, test_eval, config.eval_batch_size))
+        calibrated, pair_plots = _calibrate_on_dev(unwrapped, dev_eval, test_eval, config.eval_batch_size)
+        metrics.update(calibrated)
     truncated_here = torch.tensor(sum(t.collator.truncated for t in tasks), device=accelerator.device)
     truncated = accelerator.reduce(truncated_here, "sum")
     metrics.update(
@@ -392,13 +394,16 @@ def train(
         with open(out_dir / "train_log.jsonl", "w", encoding="utf-8") as fh:
             for rec in log_records:
                 fh.write(json.dumps(rec) + "\n")
+        if config.plots:
+            _write_plots(out_dir, dev_eval, pair_plots)
     accelerator.wait_for_everyone()
     return TrainResult(unwrapped.encoder, metrics, losses, out_dir, unwrapped)
 
 
-def _calibrate_on_dev(model: SiameseModel, dev_eval, test_eval, batch_size: int) -> dict[str, float]:
+def _calibrate_on_dev(model: SiameseModel, dev_eval, test_eval, batch_size: int) -> tuple[dict, dict]:
     """Store the best-F1 threshold on the dev pairs with the model (``threshold.json``), and report the
-    test pairs' accuracy / F1 at that threshold: the numbers a user of ``verify`` / ``dedup`` gets."""
+    test pairs' accuracy / F1 at that threshold: the numbers a user of ``verify`` / ``dedup`` gets.
+    Also returns ``{name: (scores, labels, threshold)}`` of the test pairs for the plots."""
     score = "head" if dev_eval.use_head else "cosine"
     model.threshold = calibrate(
         model, dev_eval.sentences1, dev_eval.sentences2, dev_eval.labels, score, "f1", batch_size,
@@ -414,7 +419,27 @@ def _calibrate_on_dev(model: SiameseModel, dev_eval, test_eval, batch_size: int)
         tp = float(np.sum(same & gold))
         out[f"calibration/{test_eval.name}_accuracy"] = float(np.mean(same == gold))
         out[f"calibration/{test_eval.name}_f1"] = 2 * tp / max(float(same.sum() + gold.sum()), 1.0)
-    return out
+        return out, {f"{test_eval.name}_{score}": (values, test_eval.labels, model.threshold.threshold)}
+    return out, {}
+
+
+def _write_plots(out_dir: Path, dev_eval, pair_plots: dict) -> None:
+    """PNG plots beside metrics.json: the training curve (loss and dev metric per step) and, for labelled
+    pairs, score histograms of duplicates vs non-duplicates with the threshold and a precision-recall
+    curve. The model is already saved: a plotting failure is logged, never fatal."""
+    from . import plots
+
+    try:
+        plots.training_curve(
+            out_dir / "train_log.jsonl",
+            out_dir / "plots" / "training_curve.png",
+            metric=dev_eval.primary_metric if dev_eval is not None else None,
+        )
+        for name, entry in pair_plots.items():
+            xlabel = "P(same) from the head" if name.endswith("_head") else "cosine similarity"
+            plots.write_pair_plots({name: entry}, out_dir / "plots", xlabel=xlabel)
+    except Exception as exc:  # noqa: BLE001 - plots are a convenience on top of saved results
+        logger.warning("could not write plots to %s: %s: %s", out_dir / "plots", type(exc).__name__, exc)
 
 
 @dataclass

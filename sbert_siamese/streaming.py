@@ -1,0 +1,165 @@
+"""Encode large inputs to disk in shards, so memory does not grow with the input and an interrupted run
+continues where it stopped.
+
+Layout of an embedding directory::
+
+    manifest.json        texts fingerprint, count, shard size, dimension, model, normalize
+    shard_00000.npy      rows [0, shard_size) as float32, written to a temporary name then renamed
+    shard_00001.npy      ...
+
+A rerun with the same texts and options reuses every complete shard and encodes only the missing ones; a
+directory made for other texts or options is refused rather than silently mixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, ModelFormatError
+
+MANIFEST = "manifest.json"
+
+
+def fingerprint(texts: Sequence[str]) -> str:
+    """sha256 over the texts in order (each length-prefixed, so ["ab", "c"] != ["a", "bc"])."""
+    digest = hashlib.sha256()
+    for text in texts:
+        data = text.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _shard_path(folder: Path, index: int) -> Path:
+    return folder / f"shard_{index:05d}.npy"
+
+
+def _complete(path: Path, rows: int) -> bool:
+    """A shard counts only when it loads with the expected number of rows (a torn write does not)."""
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    return array.ndim == 2 and array.shape[0] == rows
+
+
+def encode_to_disk(
+    encoder,
+    texts: Sequence[str],
+    folder: str | Path,
+    shard_size: int = 10_000,
+    batch_size: int = 64,
+    normalize: bool | None = None,
+    model_name: str | None = None,
+    show_progress_bar: bool = False,
+) -> dict:
+    """Encode ``texts`` shard by shard into ``folder``; returns a report
+    ``{"shards": n, "reused": k, "encoded": n - k, "count": N, "dimension": D}``.
+
+    Each shard is encoded and written (temp file, then rename) before the next begins, so at most one
+    shard of embeddings is in memory and a killed run leaves only complete shards behind.
+    """
+    if shard_size < 1:
+        raise ConfigError(f"shard_size must be >= 1, got {shard_size}")
+    if not texts:
+        raise ConfigError("no texts to encode")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    expected = {
+        "fingerprint": fingerprint(texts),
+        "count": len(texts),
+        "shard_size": shard_size,
+        "normalize": normalize,
+        "model": model_name,
+    }
+    manifest_path = folder / MANIFEST
+    if manifest_path.exists():
+        manifest = read_manifest(folder)
+        different = [k for k, v in expected.items() if manifest.get(k) != v]
+        if different:
+            raise ConfigError(
+                f"{folder} holds embeddings made with other {', '.join(different)}; "
+                "use a new directory (or delete this one) to encode these texts"
+            )
+    elif any(folder.glob("shard_*.npy")):
+        raise ConfigError(f"{folder} has shards but no {MANIFEST}: not an embedding directory of ours")
+    else:
+        _write_json(manifest_path, {**expected, "dimension": None})
+
+    shards = -(-len(texts) // shard_size)
+    report = {"shards": shards, "reused": 0, "encoded": 0, "count": len(texts), "dimension": None}
+    bar = None
+    if show_progress_bar:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(texts), desc="encode", unit="text")
+    try:
+        for index in range(shards):
+            start = index * shard_size
+            chunk = texts[start : start + shard_size]
+            path = _shard_path(folder, index)
+            if _complete(path, len(chunk)):
+                report["reused"] += 1
+            else:
+                embeddings = encoder.encode(list(chunk), batch_size=batch_size, normalize=normalize)
+                embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+                tmp = path.with_name(path.name + ".tmp")
+                with open(tmp, "wb") as fh:
+                    np.save(fh, embeddings)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+                report["encoded"] += 1
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    dimension = int(np.load(_shard_path(folder, 0), mmap_mode="r").shape[1])
+    report["dimension"] = dimension
+    _write_json(manifest_path, {**expected, "dimension": dimension, "shards": shards})
+    return report
+
+
+def read_manifest(folder: str | Path) -> dict:
+    path = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{folder}: no {MANIFEST}; not an embedding directory (see encode_to_disk)"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"{path}: cannot read ({exc})") from None
+    if not isinstance(manifest, dict) or "count" not in manifest or "shard_size" not in manifest:
+        raise ModelFormatError(f"{path}: expected an object with 'count' and 'shard_size'")
+    return manifest
+
+
+def load_embeddings(folder: str | Path, mmap: bool = True) -> np.ndarray:
+    """(N, D) float32 embeddings of a complete embedding directory, in input order."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    count, size = int(manifest["count"]), int(manifest["shard_size"])
+    parts = []
+    for index in range(-(-count // size)):
+        path = _shard_path(folder, index)
+        rows = min(size, count - index * size)
+        if not _complete(path, rows):
+            raise ModelFormatError(
+                f"{path}: missing or incomplete (expected {rows} rows); rerun the encode to finish it"
+            )
+        parts.append(np.load(path, mmap_mode="r" if mmap else None))
+    return np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0])
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
