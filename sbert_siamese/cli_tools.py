@@ -87,6 +87,136 @@ def cmd_predict(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- dedup
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    """JSON lines, or CSV / TSV by the file's extension; written to a temporary name, then renamed."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        if path.suffix in (".csv", ".tsv"):
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["i"], delimiter=","
+                                    if path.suffix == ".csv" else "\t")  # fmt: skip
+            writer.writeheader()
+            writer.writerows(rows)
+        else:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def cmd_dedup(args) -> int:
+    from .data import read_texts
+    from .dedup import find_duplicates
+    from .model import SiameseModel
+
+    output = Path(args.output)
+    if output.suffix not in (".jsonl", ".csv", ".tsv"):
+        raise ConfigError(f"--output {output}: expected a .jsonl, .csv or .tsv file name")
+    groups_path = Path(args.groups) if args.groups else output.with_name(output.stem + ".groups.jsonl")
+    texts = read_texts(args.input, args.column)
+    model = SiameseModel.load(args.model)
+    result = find_duplicates(
+        model, texts, args.threshold, args.similarity, args.top_k, args.index, args.batch_size,
+        args.embeddings, show_progress_bar=not args.quiet,
+    )  # fmt: skip
+    pairs = [
+        {"i": i, "j": j, "score": round(score, 6), "text_i": texts[i], "text_j": texts[j]}
+        for i, j, score in result.pairs
+    ]
+    _write_rows(output, pairs)
+    groups = [
+        {
+            "group": g,
+            "size": len(group.members),
+            "representative": group.representative,
+            "representative_text": texts[group.representative],
+            "members": group.members,
+            "texts": [texts[m] for m in group.members],
+        }
+        for g, group in enumerate(result.groups)
+    ]
+    _write_rows(groups_path, groups)
+    summary = {
+        "texts": len(texts),
+        "pairs": len(pairs),
+        "groups": len(groups),
+        "texts_in_groups": sum(g["size"] for g in groups),
+        "threshold": result.threshold,
+        "similarity": result.similarity,
+        "index": result.index,
+        "pairs_file": str(output),
+        "groups_file": str(groups_path),
+        **{k: round(v, 3) for k, v in result.timings.items()},
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- search
+def cmd_search(args) -> int:
+    from .data import read_texts
+    from .dedup import semantic_search
+    from .model import SiameseModel
+
+    queries = list(args.query or [])
+    if args.queries:
+        queries += read_texts(args.queries, args.column)
+    if not queries:
+        raise ConfigError("give --query TEXT (repeatable) or --queries FILE")
+    corpus = read_texts(args.corpus, args.column)
+    model = SiameseModel.load(args.model)
+    hits = semantic_search(
+        model, corpus, queries, args.top_k, args.index, args.batch_size, args.embeddings,
+        show_progress_bar=not args.quiet,
+    )  # fmt: skip
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for query, row in zip(queries, hits, strict=True):
+            results = [
+                {"rank": r, "index": i, "score": round(s, 6), "text": corpus[i]}
+                for r, (i, s) in enumerate(row, 1)
+            ]
+            out.write(json.dumps({"query": query, "results": results}, ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- mine
+def cmd_mine(args) -> int:
+    """Offline hard negatives: for (anchor, positive) pairs, the most similar corpus text that is not a
+    known positive; written as triplets for the triplet objectives."""
+    from .data import read_texts
+    from .examples import Example, known_positives
+    from .mining import mine_hard_negatives
+    from .model import SiameseModel
+
+    output = Path(args.output)
+    if output.suffix not in (".jsonl", ".csv", ".tsv"):
+        raise ConfigError(f"--output {output}: expected a .jsonl, .csv or .tsv file name")
+    texts_a, texts_b, labels = _read_pairs(
+        args.pairs, args.text_a_column, args.text_b_column, args.label_column
+    )
+    labels = labels or [1] * len(texts_a)  # no label column: every pair is a positive
+    labelled = [Example((a, b), y) for a, b, y in zip(texts_a, texts_b, labels, strict=True)]
+    pairs = [Example(e.texts, None) for e in labelled if e.target == 1]
+    corpus = read_texts(args.corpus, args.column) if args.corpus else [t for e in labelled for t in e.texts]
+    same = known_positives(labelled)  # no member of an anchor's duplicate cluster becomes its negative
+    model = SiameseModel.load(args.model)
+    triplets, report = mine_hard_negatives(
+        model.tower("a"), pairs, corpus, same, args.max_relative_similarity, args.candidates, args.batch_size,
+        show_progress_bar=not args.quiet,
+    )  # fmt: skip
+    _write_rows(
+        output, [{"anchor": a, "positive": p, "negative": n} for a, p, n in (t.texts for t in triplets)]
+    )
+    print(json.dumps({"output": str(output), **report}, indent=2))
+    return 0
+
+
 def add_parsers(sub) -> None:
     from .calibration import METRICS, SCORES
 
@@ -125,3 +255,68 @@ def add_parsers(sub) -> None:
     p.add_argument("--output", help="JSON lines file (default: standard output)")
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "dedup",
+        help="find duplicate pairs and groups in a corpus (threshold: the model's calibrated one)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Writes every pair scoring >= the threshold (i, j, score, texts) to --output and the groups\n"
+        "they form (connected components, each with a representative: the member closest to the others)\n"
+        "to --groups (default: OUTPUT's name + .groups.jsonl). Exact chunked search below\n"
+        "search.APPROXIMATE_FROM texts, a faiss HNSW index above (--index to choose).",
+    )
+    p.add_argument("--model", required=True)
+    p.add_argument("--input", required=True, help="texts: .txt (one per line), .csv/.tsv/.jsonl/.parquet")
+    p.add_argument("--column", default="text", help="the text column of a table input")
+    p.add_argument("--output", required=True, help="pairs file: .jsonl, .csv or .tsv")
+    p.add_argument("--groups", help="groups file (JSON lines)")
+    p.add_argument("--threshold", type=float, help="override the calibrated threshold")
+    p.add_argument("--similarity", choices=("cosine", "dot"), help="default: the calibrated one, else cosine")
+    p.add_argument("--top-k", type=int, default=10, help="neighbours examined per text")
+    p.add_argument("--index", default="auto", choices=("auto", "exact", "flat", "ivf", "hnsw"))
+    p.add_argument(
+        "--embeddings", help="directory for sharded embeddings: a rerun resumes an interrupted encode"
+    )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_dedup)
+
+    p = sub.add_parser("search", help="top-k nearest corpus texts for queries (JSON lines)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--corpus", required=True, help="texts: .txt, .csv/.tsv/.jsonl/.parquet")
+    p.add_argument("--query", action="append", help="a query text (repeatable)")
+    p.add_argument("--queries", help="a file of queries (same formats as --corpus)")
+    p.add_argument("--column", default="text")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--index", default="auto", choices=("auto", "exact", "flat", "ivf", "hnsw"))
+    p.add_argument("--embeddings", help="directory for the corpus embeddings (reused by later searches)")
+    p.add_argument("--output", help="JSON lines file (default: standard output)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser(
+        "mine", help="offline hard negatives for (anchor, positive) pairs, written as triplets"
+    )
+    p.add_argument("--model", required=True)
+    p.add_argument(
+        "--pairs", required=True, help="pairs: .csv/.tsv/.jsonl/.parquet (labelled or positives only)"
+    )
+    p.add_argument("--text-a-column", default="sentence1")
+    p.add_argument("--text-b-column", default="sentence2")
+    p.add_argument("--label-column", help="0/1 labels; without it every pair is a positive")
+    p.add_argument("--corpus", help="texts to draw negatives from (default: every text of --pairs)")
+    p.add_argument("--column", default="text", help="text column of --corpus")
+    p.add_argument(
+        "--max-relative-similarity",
+        type=float,
+        default=0.95,
+        help="skip candidates with cos(anchor, n) >= this x cos(anchor, positive): likely duplicates",
+    )
+    p.add_argument("--candidates", type=int, default=30, help="nearest texts examined per anchor")
+    p.add_argument(
+        "--output", required=True, help="triplets: .jsonl, .csv or .tsv (anchor, positive, negative)"
+    )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_mine)

@@ -182,6 +182,15 @@ def positives(examples: Sequence[Example]) -> list[Example]:
     return [Example(e.texts[:2], None, e.source) for e in examples if e.target == 1]
 
 
+def known_positives(examples: Sequence[Example]) -> dict[str, set[str]]:
+    """Normalised text -> the normalised texts of its duplicate cluster (itself included), from the pairs
+    labelled 1. What a hard-negative miner must never return as a negative."""
+    clusters: dict[object, set[str]] = {}
+    for e in duplicate_groups(examples):
+        clusters.setdefault(e.target, set()).add(normalise(e.texts[0]))
+    return {key: members for members in clusters.values() for key in members}
+
+
 def duplicate_groups(examples: Sequence[Example], min_size: int = 2) -> list[Example]:
     """Connected components of the duplicate graph (pairs labelled 1) -> one ``Example((text,), group)`` per
     text. Texts are identified by ``normalise``; groups smaller than ``min_size`` are dropped (a P x K
