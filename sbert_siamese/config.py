@@ -55,6 +55,11 @@ class TrainConfig:
     key_columns: list[str] | None = _opt(None, "per-text identity columns for the split (e.g. [qid1, qid2])")
     derive: str = _opt("none", f"turn labelled pairs into the loss's input: {', '.join(DERIVATIONS)}")
     hard_negatives: bool = _opt(False, "mine one hard negative per (anchor, positive) with the start model")
+    labelled_negatives: bool = _opt(
+        False,
+        "in-batch negatives: also train on each labelled non-duplicate (a, n) as (a, p, n), p a known "
+        "duplicate of a, else a itself (its second pass differs by dropout); needs hard_negatives",
+    )
     extra_train_data: list[str] | None = _opt(None, "more labelled pairs for training only (after the split)")
     split: str = _opt("none", f"{', '.join(SPLITS)}: split train_data into train/dev/test by question")
     split_fractions: list[float] = _opt((0.8, 0.1, 0.1), "train, dev, test shares for split: question")
@@ -85,6 +90,7 @@ class TrainConfig:
     gradient_accumulation_steps: int = _opt(1, "micro-batches per optimizer step")
     learning_rate: float = _opt(2e-5, "peak AdamW learning rate")
     head_learning_rate: float | None = _opt(None, "learning rate of a new head (default: learning_rate)")
+    head_only_steps: int = _opt(0, "train only a new head (softmax / verification) for this many first steps")
     weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
     warmup_ratio: float = _opt(0.1, "fraction of steps with linear warmup; then linear decay to 0")
     max_grad_norm: float = _opt(1.0, "gradient clipping norm (0: off)")
@@ -164,6 +170,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        value = self.head_only_steps
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"head_only_steps must be an integer >= 0, got {value!r}")
         bad_int = isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int)
         if self.max_steps is not None and (bad_int or self.max_steps < 1):
             raise ConfigError(f"max_steps must be an integer >= 1 or null, got {self.max_steps!r}")

@@ -22,7 +22,15 @@ from .config import TrainConfig
 from .data import Columns, ScoreRange, load_pairs
 from .errors import ConfigError
 from .evaluation import PairClassificationEvaluator, STSEvaluator
-from .examples import Example, duplicate_groups, from_pairs, normalise, positives, read_examples
+from .examples import (
+    Example,
+    duplicate_groups,
+    from_pairs,
+    known_positives,
+    normalise,
+    positives,
+    read_examples,
+)
 from .objectives import Objective
 from .splits import split_by_question
 
@@ -38,6 +46,8 @@ class TaskData:
     # for hard-negative mining: every training text, and each text's known positives (duplicate cluster)
     corpus: list[str] = field(default_factory=list)
     same: dict[str, set[str]] = field(default_factory=dict)
+    # (anchor, positive, labelled non-duplicate) rows, added to the mined triplets (labelled_negatives)
+    negative_rows: list[Example] = field(default_factory=list)
 
 
 def _paths(value) -> list[str]:
@@ -176,9 +186,19 @@ def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
                 "hard_negatives mines negatives for (anchor, positive) pairs: set derive: positives"
             )
         corpus = [t for e in train for t in e.texts]
-        for e in duplicate_groups(train):
-            same.setdefault(e.target, set()).add(normalise(e.texts[0]))
-        same = {key: members for members in same.values() for key in members}
+        same = known_positives(train)
+    negative_rows = []
+    if config.labelled_negatives:
+        if not config.hard_negatives:
+            raise ConfigError(
+                "labelled_negatives adds (anchor, positive, negative) rows, so the duplicate pairs need a "
+                "negative too: set hard_negatives: true"
+            )
+        negative_rows = labelled_negative_rows(train)
+        stats["data/labelled_negative_rows"] = len(negative_rows)
+        stats["data/labelled_negative_rows_self_positive"] = sum(
+            e.texts[0] == e.texts[1] for e in negative_rows
+        )
     if config.derive == "positives":
         train = positives(train)
     elif config.derive == "groups":
@@ -192,7 +212,28 @@ def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
             "pair-classification evaluation needs 0/1 labels; NLI-style evaluation on STS comes "
             "from scored dev/test data"
         )
-    return TaskData(train, dev, test, eval_target, stats, extra_tests, corpus, same)
+    return TaskData(train, dev, test, eval_target, stats, extra_tests, corpus, same, negative_rows)
+
+
+def labelled_negative_rows(pairs: list[Example]) -> list[Example]:
+    """One ``(anchor, positive, negative)`` row per pair labelled 0. The anchor is a side with a known
+    duplicate when there is one (its positive: the first other member of its duplicate cluster); otherwise
+    the anchor is its own positive: encoded twice in training mode, the two passes differ by dropout (as
+    in SimCSE), and the loss still has to rank the labelled non-duplicate below them."""
+    members: dict[object, list[str]] = {}
+    for e in duplicate_groups(pairs):
+        members.setdefault(e.target, []).append(e.texts[0])
+    cluster = {normalise(t): texts for texts in members.values() for t in texts}
+    rows = []
+    for e in pairs:
+        if e.target != 0:
+            continue
+        a, b = e.texts[0], e.texts[1]
+        if normalise(a) not in cluster and normalise(b) in cluster:
+            a, b = b, a
+        others = [t for t in cluster.get(normalise(a), []) if normalise(t) != normalise(a)]
+        rows.append(Example((a, others[0] if others else a, b), None, "labelled negative"))
+    return rows
 
 
 def make_evaluator(

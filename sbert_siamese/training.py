@@ -26,7 +26,6 @@ from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from .calibration import calibrate, pair_scores
 from .config import TrainConfig
@@ -80,10 +79,37 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
                 "params": params,
                 "weight_decay": 0.0 if no_decay else config.weight_decay,
                 "lr": head_lr if is_head else config.learning_rate,
+                "is_head": is_head,
             }
             for (is_head, no_decay), params in groups.items()
         ],
         lr=config.learning_rate,
+    )
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
+    """Linear warmup then linear decay to 0. With ``head_only_steps`` N, the encoder's rate is 0 for the
+    first N steps (only a new head learns, so its random start sends no noise into the encoder) and its
+    warmup / decay then run over the remaining steps."""
+    frozen = (
+        min(config.head_only_steps, total_steps) if any(g["is_head"] for g in optimizer.param_groups) else 0
+    )
+
+    def linear(start: int):
+        warmup = int(config.warmup_ratio * (total_steps - start))
+
+        def factor(step: int) -> float:
+            if step < start:
+                return 0.0
+            step -= start
+            if step < warmup:  # the same factors as transformers' get_linear_schedule_with_warmup
+                return step / max(1, warmup)
+            return max(0.0, (total_steps - start - step) / max(1, total_steps - start - warmup))
+
+        return factor
+
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, [linear(0) if g["is_head"] else linear(frozen) for g in optimizer.param_groups]
     )
 
 
@@ -229,6 +255,7 @@ def train(
         if accelerator.num_processes > 1:
             result = broadcast_object_list(result, from_process=0)
         data.train, report = result[0]
+        data.train += data.negative_rows
         data.stats.update(report)
         if not data.train:
             raise ConfigError(f"hard-negative mining found no usable negative for any pair ({report})")
@@ -284,9 +311,7 @@ def train(
     if config.max_steps is not None:  # as in the HF Trainer, max_steps overrides epochs
         total_steps = config.max_steps
     optimizer = _optimizer(model, config)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(config.warmup_ratio * total_steps), total_steps
-    )
+    scheduler = _scheduler(optimizer, config, total_steps)
     prepared, optimizer, scheduler, *loaders = accelerator.prepare(model, optimizer, scheduler, *loaders)
     unwrapped: SiameseModel = accelerator.unwrap_model(prepared)
     stream = _batch_stream(tasks, loaders, total_steps * config.gradient_accumulation_steps, config)

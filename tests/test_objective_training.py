@@ -474,3 +474,39 @@ def test_hard_group_batches_take_nearest_groups_first():
             groups = sorted({examples[i].target for i in batch})
             assert groups[1] == groups[0] ^ 1 and len(batch) == 4  # each batch holds twin groups
         assert sorted(i for b in batches for i in b) == list(range(16))
+
+
+def test_labelled_negative_rows_use_a_known_duplicate_or_the_anchor_itself():
+    from sbert_siamese.task_data import labelled_negative_rows
+
+    pairs = [
+        Example(("how do i cook rice", "best way to cook rice"), 1),
+        Example(("how do i cook rice", "how do i cook pasta"), 0),  # anchor has a duplicate
+        Example(("what is python", "How do I  cook rice"), 0),  # the b side (normalised) has one: swap
+        Example(("is the moon made of cheese", "how far is the moon"), 0),  # nobody has a duplicate
+        Example(("best way to cook rice", "how to boil rice"), 1),
+    ]
+    rows = labelled_negative_rows(pairs)
+    assert [r.texts for r in rows] == [
+        ("how do i cook rice", "best way to cook rice", "how do i cook pasta"),
+        ("How do I  cook rice", "best way to cook rice", "what is python"),
+        ("is the moon made of cheese", "is the moon made of cheese", "how far is the moon"),
+    ]
+    assert all(r.target is None for r in rows)
+
+
+def test_labelled_negatives_come_from_the_train_split_only(tmp_path):
+    write_qqp(tmp_path / "qqp.tsv", many_questions())
+    plain = prepare_data(qqp_config(tmp_path), get_objective("contrastive"))
+    options = dict(loss="in_batch_negatives", derive="positives", hard_negatives=True)
+    data = prepare_data(
+        qqp_config(tmp_path, labelled_negatives=True, **options), get_objective("in_batch_negatives")
+    )
+    negatives = [e for e in plain.train if e.target == 0]
+    assert data.stats["data/labelled_negative_rows"] == len(negatives) == len(data.negative_rows) > 0
+    assert {r.texts[2] for r in data.negative_rows} <= {t for e in negatives for t in e.texts}
+    with pytest.raises(ConfigError, match="set hard_negatives: true"):
+        prepare_data(
+            qqp_config(tmp_path, loss="in_batch_negatives", derive="positives", labelled_negatives=True),
+            get_objective("in_batch_negatives"),
+        )

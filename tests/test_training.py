@@ -207,3 +207,39 @@ def test_non_finite_metrics_are_written_as_null(caplog):
         text = metrics_json({"a": 1.0, "b": float("nan"), "c": 3})
     assert json.loads(text) == {"a": 1.0, "b": None, "c": 3}
     assert "['b']" in caplog.text
+
+
+def test_scheduler_matches_transformers_and_holds_the_encoder_during_head_only_steps():
+    from transformers import get_linear_schedule_with_warmup
+
+    from sbert_siamese.config import TrainConfig
+    from sbert_siamese.training import _scheduler
+
+    def optimizer(head: bool):
+        groups = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1.0, "is_head": False}]
+        if head:
+            groups.append({"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 10.0, "is_head": True})
+        return torch.optim.SGD(groups, lr=1.0)
+
+    def rates(scheduler, opt, steps):
+        out = []
+        for _ in range(steps):
+            out.append([g["lr"] for g in opt.param_groups])
+            opt.step()
+            scheduler.step()
+        return out
+
+    cfg = TrainConfig(model="m", train_data="t", warmup_ratio=0.2, head_only_steps=4)
+    ours, ref = optimizer(True), optimizer(True)
+    got = rates(_scheduler(ours, cfg, 20), ours, 20)
+    expected = rates(get_linear_schedule_with_warmup(ref, 4, 20), ref, 20)
+    assert [r[1] for r in got] == pytest.approx([r[1] for r in expected])  # the head: the usual schedule
+    encoder = [r[0] for r in got]
+    assert encoder[:4] == [0.0] * 4  # held while the head alone learns
+    # then warmup over 20% of the remaining 16 steps (3) and linear decay to 0 at step 20
+    assert encoder[4:8] == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])
+    assert encoder[8] == pytest.approx(12 / 13) and encoder[-1] == pytest.approx(1 / 13)
+    # without a head there is nothing to hold: head_only_steps is ignored, the schedule is transformers'
+    plain, ref = optimizer(False), optimizer(False)
+    got = [r[0] for r in rates(_scheduler(plain, cfg, 20), plain, 20)]
+    assert got == pytest.approx([r[0] for r in rates(get_linear_schedule_with_warmup(ref, 4, 20), ref, 20)])
