@@ -78,8 +78,10 @@ def cmd_evaluate(args) -> int:
     from .examples import read_examples
     from .model import SiameseModel
 
-    if args.task not in ("sts", "pairs"):
-        raise ConfigError(f"unknown task {args.task!r}; valid: sts, pairs")
+    if args.suite is not None:
+        return _evaluate_suite(args)
+    if args.task not in ("sts", "pairs", "mining"):
+        raise ConfigError(f"unknown task {args.task!r}; valid: sts, pairs, mining")
     source = args.file or DEFAULT_STS_FILES.get(args.data_format)
     if source is None:
         raise ConfigError(f"--file is required with --data-format {args.data_format}")
@@ -102,17 +104,72 @@ def cmd_evaluate(args) -> int:
             args.label_column,
         )
         model = SiameseModel.load(args.model)
-        two_way = model.head is not None and model.predict(["a"], ["b"])["probabilities"].shape[1] == 2
-        evaluator = PairClassificationEvaluator(
-            [e.texts[0] for e in examples],
-            [e.texts[1] for e in examples],
-            [e.target for e in examples],
-            args.name,
-            args.batch_size,
-            show_progress_bar=not args.quiet,
-            use_head=two_way,
-        )
-    print(json.dumps(evaluator(model), indent=2))
+        texts_a, texts_b = [e.texts[0] for e in examples], [e.texts[1] for e in examples]
+        labels = [e.target for e in examples]
+        if args.task == "mining":
+            from .evaluation_ranking import DuplicateMiningEvaluator
+
+            evaluator = DuplicateMiningEvaluator.from_labelled_pairs(
+                texts_a,
+                texts_b,
+                labels,
+                args.name,
+                batch_size=args.batch_size,
+                show_progress_bar=not args.quiet,
+            )
+        else:
+            two_way = model.head is not None and model.predict(["a"], ["b"])["probabilities"].shape[1] == 2
+            evaluator = PairClassificationEvaluator(
+                texts_a, texts_b, labels, args.name, args.batch_size, not args.quiet, use_head=two_way
+            )
+            if args.output_dir:
+                _pair_plots(model, texts_a, texts_b, labels, args, two_way)
+    metrics = evaluator(model)
+    if args.output_dir:
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{args.name}_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _pair_plots(model, texts_a, texts_b, labels, args, two_way: bool) -> None:
+    """Score histogram (duplicates vs not, with the model's threshold) and PR curve into --output-dir."""
+    from .calibration import pair_scores
+    from .plots import write_pair_plots
+
+    score = "head" if two_way else "cosine"
+    scores = pair_scores(model, texts_a, texts_b, score, args.batch_size)
+    stored = (
+        model.threshold.threshold if model.threshold is not None and model.threshold.score == score else None
+    )
+    xlabel = "P(same) from the head" if two_way else "cosine similarity"
+    write_pair_plots({f"{args.name}_{score}": (scores, labels, stored)}, args.output_dir, xlabel=xlabel)
+
+
+def _evaluate_suite(args) -> int:
+    """``--suite sts``: STS12-16, STS-B test and SICK-R test, Spearman x 100, as a markdown table (stdout)
+    and, with --output-dir, sts_suite.json + sts_suite.md."""
+    from .model import SiameseModel
+    from .sts_suite import evaluate_sts_suite, sts_suite_markdown
+
+    if args.suite != "sts":
+        raise ConfigError(f"unknown suite {args.suite!r}; valid: sts")
+    if not args.data_dir:
+        raise ConfigError("--suite sts needs --data-dir (the folder holding sts12-16/, stsbenchmark/, sick/)")
+    model = SiameseModel.load(args.model)
+    results = evaluate_sts_suite(model, args.data_dir, args.batch_size, show_progress_bar=not args.quiet)
+    table = sts_suite_markdown({Path(str(args.model)).name: results})
+    if results.missing:
+        log.warning("not found under %s: %s", args.data_dir, ", ".join(results.missing))
+    if args.output_dir:
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        payload = {"model": str(args.model), "spearman_x100": dict(results), "details": results.details,
+                   "missing": dict(results.missing)}  # fmt: skip
+        (out / "sts_suite.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        (out / "sts_suite.md").write_text(table + "\n", encoding="utf-8")
+    print(table)
     return 0
 
 
@@ -233,8 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--task",
         default="sts",
-        help="sts (Spearman/Pearson of similarities vs gold scores) or pairs (0/1 labels: AP, F1, ...)",
+        help="sts (Spearman/Pearson of similarities vs gold scores), pairs (0/1 labels: AP, F1, ... at the "
+        "best thresholds) or mining (0/1 labelled pairs: find the duplicates among all their texts)",
     )
+    p.add_argument(
+        "--suite",
+        choices=("sts",),
+        help="sts: STS12-16, STS-B test and SICK-R test in the SBERT paper's Table 1 layout (--data-dir)",
+    )
+    p.add_argument("--output-dir", help="also write the metrics (and plots for --task pairs) here")
     p.add_argument("--data-dir", help="folder of the evaluation data (e.g. STS-B's folder)")
     p.add_argument("--file", help="file inside --data-dir (default for stsb: sts-test.csv)")
     p.add_argument("--data-format", default="stsb", help="stsb, csv, tsv, jsonl, parquet or hf")

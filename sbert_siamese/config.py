@@ -107,6 +107,10 @@ class TrainConfig:
     eval_steps: int = _opt(100, "evaluate on dev every N optimizer steps (0: only at the end)")
     eval_batch_size: int = _opt(64, "texts per forward pass when evaluating")
     keep_best: bool = _opt(True, "keep the weights with the best dev metric, not the last ones")
+    mining_eval: bool = _opt(
+        True,
+        "labelled test pairs: also report duplicate mining (AP/F1 over all their texts) before and after",
+    )
     plots: bool = _opt(
         True, "write PNG plots (training curve; score histograms, PR curve) to output_dir/plots"
     )

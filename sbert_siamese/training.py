@@ -33,6 +33,7 @@ from .data import PairExample
 from .encoder import SiameseEncoder
 from .errors import ConfigError
 from .evaluation import PairClassificationEvaluator
+from .evaluation_ranking import DuplicateMiningEvaluator
 from .examples import Example, ExampleCollator, from_pairs, normalise
 from .heads import WeightedL1Head
 from .mining import group_neighbours, mine_hard_negatives
@@ -217,6 +218,14 @@ def train(
     extra_evals = [
         make_evaluator(pairs, name, data, config, objective) for name, pairs in data.extra_tests.items()
     ]
+    if config.mining_eval and isinstance(test_eval, PairClassificationEvaluator):
+        # the duplicate-mining view of the same test pairs: find the duplicates among all their texts
+        extra_evals.append(
+            DuplicateMiningEvaluator.from_labelled_pairs(
+                test_eval.sentences1, test_eval.sentences2, test_eval.labels, f"{test_eval.name}-mining",
+                batch_size=config.eval_batch_size,
+            )
+        )  # fmt: skip
 
     def test_metrics(m) -> dict:
         out = _evaluate(accelerator, m, test_eval)

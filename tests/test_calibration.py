@@ -203,5 +203,6 @@ def test_training_on_labelled_pairs_stores_the_dev_threshold(tiny_bert_dir, tmp_
     # dev = test here, so the test F1 at the dev threshold is the dev F1, recomputed independently
     assert result.metrics["calibration/qqp-test_f1"] == pytest.approx(stored.f1)
     assert "Calibrated threshold" in (tmp_path / "out" / "README.md").read_text()
+    assert {"initial/qqp-test-mining_ap", "qqp-test-mining_ap", "qqp-test-mining_f1"} <= set(result.metrics)
     written = sorted(p.name for p in (tmp_path / "out" / "plots").iterdir())
     assert written == ["qqp-test_cosine_pr_curve.png", "qqp-test_cosine_similarity.png", "training_curve.png"]

@@ -274,3 +274,42 @@ def test_evaluate_pairs_and_predict_with_a_head(tiny_bert_dir, tmp_path, capsys)
     for r in rows:
         assert r["p_different"] + r["p_duplicate"] == pytest.approx(1.0, abs=1e-5)
         assert r["label"] == ("duplicate" if r["p_duplicate"] > r["p_different"] else "different")
+
+
+def test_evaluate_sts_suite_with_missing_sets_and_pairs_mining_and_plots(tiny_bert_dir, tmp_path, capsys):
+    from sbert_siamese.model import SiameseModel
+
+    model_dir = SiameseModel(SiameseEncoder.from_pretrained(tiny_bert_dir)).save(tmp_path / "m")
+    sts = tmp_path / "data" / "stsbenchmark"
+    sts.mkdir(parents=True)
+    rows = [
+        ("a cat sits", "a cat is sitting", 4.5),
+        ("a dog runs", "stocks fell", 0.5),
+        ("rain", "it rains", 3.0),
+    ]
+    sts.joinpath("sts-test.csv").write_text(
+        "".join(f"g\tf\ty\t{i:04d}\t{s}\t{a}\t{b}\n" for i, (a, b, s) in enumerate(rows))
+    )
+    out = tmp_path / "suite"
+    args = ["evaluate", "--model", str(model_dir), "--suite", "sts", "--data-dir", str(tmp_path / "data")]
+    assert main([*args, "--output-dir", str(out), "-q"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("| Model | STS12") and "| m |" in table and "–" in table
+    saved = json.loads((out / "sts_suite.json").read_text())
+    assert set(saved["spearman_x100"]) == {"STSb", "avg"} and "STS12" in saved["missing"]
+    assert (out / "sts_suite.md").read_text().strip() == table.strip()
+
+    pairs = tmp_path / "pairs.jsonl"
+    labelled = [("a cat sits", "a cat is sitting", 1), ("a cat sits", "a kitten sits", 1),
+                ("a dog runs", "stocks fell", 0), ("rain falls", "it rains", 1)]  # fmt: skip
+    pairs.write_text(
+        "\n".join(json.dumps({"sentence1": a, "sentence2": b, "label": y}) for a, b, y in labelled)
+    )
+    base = ["evaluate", "--model", str(model_dir), "--file", str(pairs), "--data-format", "jsonl", "-q"]
+    assert main([*base, "--task", "mining", "--name", "dups"]) == 0
+    mining = json.loads(capsys.readouterr().out)
+    assert set(mining) == {"dups_ap", "dups_f1", "dups_precision", "dups_recall", "dups_threshold"}
+    assert main([*base, "--task", "pairs", "--name", "qqp", "--output-dir", str(tmp_path / "ev")]) == 0
+    assert "qqp_ap_cosine" in json.loads(capsys.readouterr().out)
+    written = sorted(p.name for p in (tmp_path / "ev").iterdir())
+    assert written == ["qqp_cosine_pr_curve.png", "qqp_cosine_similarity.png", "qqp_metrics.json"]
