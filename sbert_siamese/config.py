@@ -76,6 +76,10 @@ class TrainConfig:
         "cosine", f"distance of the contrastive/triplet/in-batch losses: {', '.join(DISTANCES)}"
     )
     scale: float = _opt(20.0, "inverse temperature of CoSENT and in-batch negatives")
+    additive_margin: float = _opt(
+        0.0,
+        "in-batch negatives: subtract this from each positive's similarity (AM-softmax, Yang et al. 2019)",
+    )
     symmetric: bool = _opt(False, "in-batch negatives in both directions")
     num_labels: int = _opt(2, "classes of the softmax head")
     use_product: bool = _opt(False, "softmax head also sees u * v")
@@ -150,7 +154,7 @@ class TrainConfig:
         choice("task_sampling", ("round_robin", "proportional"))
         if self.eval_task is not None:
             choice("eval_task", ("sts", "pairs"))
-        for name in ("margin", "scale"):
+        for name in ("margin", "scale", "additive_margin"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"{name} must be a number >= 0, got {value!r}")

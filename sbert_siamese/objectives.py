@@ -45,6 +45,7 @@ class ObjectiveParams:
     symmetric: bool = False
     num_labels: int = 2
     use_product: bool = False
+    additive_margin: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,9 @@ def _pair(fn):
 def _in_batch(emb, target, head, p):
     negative = emb[:, 2] if emb.shape[1] > 2 else None
     ids = target.long() if target is not None and target.numel() and target.dtype != torch.float32 else None
-    return in_batch_negatives_loss(emb[:, 0], emb[:, 1], negative, p.scale, p.distance, p.symmetric, ids)
+    return in_batch_negatives_loss(
+        emb[:, 0], emb[:, 1], negative, p.scale, p.distance, p.symmetric, ids, p.additive_margin
+    )
 
 
 def _mined(fn):

@@ -189,8 +189,9 @@ def train(
         raise ConfigError("mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on CPU")
     objective = get_objective(config.loss)
     params = ObjectiveParams(
-        config.margin, config.distance, config.scale, config.symmetric, config.num_labels, config.use_product
-    )
+        config.margin, config.distance, config.scale, config.symmetric, config.num_labels, config.use_product,
+        config.additive_margin,
+    )  # fmt: skip
     if config.untied and objective.texts == (1,):
         raise ConfigError(f"untied towers need examples with two or more texts; loss {config.loss} has one")
     out_dir = _check_output_dir(config) if save else None
@@ -500,6 +501,7 @@ TASK_KEYS = SOURCE_KEYS + (
     "distance",
     "scale",
     "symmetric",
+    "additive_margin",
     "sampler",
     "samples_per_group",
     "batch_size",
@@ -525,8 +527,9 @@ def _extra_task(config: TrainConfig, spec: dict, main: TaskData, index: int):
     examples = [e for e in data.train if not any(normalise(t) in held_out for t in e.texts)]
     _check_shapes(examples, objective, task_config)
     params = ObjectiveParams(
-        task_config.margin, task_config.distance, task_config.scale, task_config.symmetric
-    )
+        task_config.margin, task_config.distance, task_config.scale, task_config.symmetric,
+        additive_margin=task_config.additive_margin,
+    )  # fmt: skip
     return spec.get("name", f"task{index}"), task_config, objective, params, examples
 
 

@@ -465,7 +465,9 @@ def py_log_softmax_ce(scores: list[float], target: int, skip: set[int]) -> float
     return -(scores[target] - top - math.log(sum(math.exp(s - top) for s in kept)))
 
 
-def brute_in_batch(anchor, positive, negative=None, scale=20.0, name="cosine", symmetric=False, ids=None):
+def brute_in_batch(
+    anchor, positive, negative=None, scale=20.0, name="cosine", symmetric=False, ids=None, margin=0.0
+):
     a, p = anchor.tolist(), positive.tolist()
     cands = p + (negative.tolist() if negative is not None else [])
     b = len(a)
@@ -476,7 +478,14 @@ def brute_in_batch(anchor, positive, negative=None, scale=20.0, name="cosine", s
 
     forward = (
         sum(
-            py_log_softmax_ce([scale * py_similarity(name, a[i], c) for c in cands], i, skip(i))
+            py_log_softmax_ce(
+                [
+                    scale * (py_similarity(name, a[i], c) - (margin if j == i else 0))
+                    for j, c in enumerate(cands)
+                ],
+                i,
+                skip(i),
+            )
             for i in range(b)
         )
         / b
@@ -485,7 +494,12 @@ def brute_in_batch(anchor, positive, negative=None, scale=20.0, name="cosine", s
         return forward
     backward = (
         sum(
-            py_log_softmax_ce([scale * py_similarity(name, p[i], x) for x in a], i, skip(i)) for i in range(b)
+            py_log_softmax_ce(
+                [scale * (py_similarity(name, p[i], x) - (margin if j == i else 0)) for j, x in enumerate(a)],
+                i,
+                skip(i),
+            )
+            for i in range(b)
         )
         / b
     )
@@ -524,6 +538,35 @@ def test_in_batch_with_hard_negatives_matches_loop(name):
     assert got.item() == pytest.approx(expected, rel=1e-10)
     # hard negatives only add candidates: the loss can only grow
     assert got.item() > in_batch_negatives_loss(a, p, scale=scale, distance=name).item()
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("with_negatives", [False, True])
+def test_in_batch_additive_margin_matches_loop(with_negatives, symmetric):
+    a, p, n = rand(5, 4, seed=70), rand(5, 4, seed=71), rand(5, 4, seed=72)
+    neg = n if with_negatives else None
+    ids = torch.tensor([1, 2, 3, 2, 5])  # a duplicate positive text is masked with or without the margin
+    p[3] = p[1]
+    expected = brute_in_batch(a, p, neg, 20.0, "cosine", symmetric, ids, margin=0.3)
+    got = in_batch_negatives_loss(a, p, neg, 20.0, "cosine", symmetric, ids, additive_margin=0.3)
+    assert got.item() == pytest.approx(expected, rel=1e-10)
+    # the margin handicaps the positive: the loss grows, and margin 0 is the plain loss
+    plain = in_batch_negatives_loss(a, p, neg, 20.0, "cosine", symmetric, ids)
+    assert got.item() > plain.item()
+    assert in_batch_negatives_loss(a, p, neg, 20.0, "cosine", symmetric, ids, 0.0).item() == plain.item()
+
+
+def test_in_batch_additive_margin_hand_computed():
+    # anchors [1, 0], [0, 1]; positives [1, 0], [1, 1]; cosine, scale 1, margin 0.5
+    # row 0: [1 - 0.5, 1/sqrt2] -> -log(e^0.5 / (e^0.5 + e^(1/sqrt2)))
+    # row 1: [0, 1/sqrt2 - 0.5] -> -log(e^(1/sqrt2 - 0.5) / (1 + e^(1/sqrt2 - 0.5)))
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    p = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    r = 1 / math.sqrt(2)
+    row0 = -math.log(math.exp(0.5) / (math.exp(0.5) + math.exp(r)))
+    row1 = -math.log(math.exp(r - 0.5) / (1 + math.exp(r - 0.5)))
+    got = in_batch_negatives_loss(a, p, scale=1.0, distance="cosine", additive_margin=0.5)
+    assert got.item() == pytest.approx((row0 + row1) / 2, rel=1e-12)
 
 
 @pytest.mark.parametrize("with_negatives", [False, True])

@@ -30,3 +30,9 @@ def test_qqp_recipe_raises_test_ap_on_unseen_questions(shared_data_dir, packaged
     metrics = train(config).metrics
     gain = metrics["qqp-test_ap_cosine"] - metrics["initial/qqp-test_ap_cosine"]
     assert gain >= 0.03, metrics
+    # duplicate mining over all test texts (issue 4's bar): the fine-tuned model finds more of them
+    assert metrics["qqp-test-mining_ap"] > metrics["initial/qqp-test-mining_ap"], metrics
+    # the threshold calibrated on dev holds up on test: F1 within 0.03 of the best F1 on test itself
+    assert metrics["calibration/qqp-test_f1"] >= metrics["qqp-test_f1_cosine"] - 0.03, metrics
+    assert (tmp_path / RECIPE / "threshold.json").exists()
+    assert (tmp_path / RECIPE / "plots" / "training_curve.png").exists()

@@ -1,7 +1,8 @@
 """In-batch negatives (multiple-negatives ranking; Henderson et al. 2017, van den Oord et al. 2018).
 
 For anchors a_1..a_B and positives p_1..p_B, every other positive in the batch (and every optional hard
-negative) is a negative for a_i: loss = CE(scale * sim(a_i, [p_1..p_B, n_1..n_B]), target i).
+negative) is a negative for a_i: loss = CE(scale * (sim(a_i, [p_1..p_B, n_1..n_B]) - m * e_i), target i),
+with an optional additive margin m on the positive (0 by default: plain multiple-negatives ranking).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ def in_batch_negatives_loss(
     distance: str = "cosine",
     symmetric: bool = False,
     positive_ids: torch.Tensor | None = None,
+    additive_margin: float = 0.0,
 ) -> torch.Tensor:
     """Cross-entropy of each anchor against its own positive among all candidates of the batch.
 
@@ -30,11 +32,17 @@ def in_batch_negatives_loss(
         symmetric: also classify each positive against all anchors and average the two losses.
         positive_ids: (B,) ids of the positive texts (e.g. hashes). Another column whose id equals the
             anchor's own positive is the same text, not a negative, and is masked out.
+        additive_margin: m subtracted from each anchor's similarity to its own positive before scaling
+            (additive-margin softmax, Yang et al. 2019): the positive must beat every negative by m, not
+            just rank first, so pairs the model already ranks right still carry a gradient.
     """
     candidates = positive if negative is None else torch.cat([positive, negative])  # (C, D)
-    scores = scale * similarity(distance, distance_matrix(distance, anchor, candidates))  # (B, C)
     batch = anchor.shape[0]
     target = torch.arange(batch, device=anchor.device)
+    sims = similarity(distance, distance_matrix(distance, anchor, candidates))  # (B, C)
+    if additive_margin:
+        sims = sims - additive_margin * F.one_hot(target, sims.shape[1]).to(sims.dtype)
+    scores = scale * sims
     if positive_ids is not None:
         same = positive_ids[:, None] == positive_ids[None, :]  # (B, B)
         same &= ~torch.eye(batch, dtype=torch.bool, device=anchor.device)
@@ -43,7 +51,10 @@ def in_batch_negatives_loss(
         scores = scores.masked_fill(mask, float("-inf"))
     loss = F.cross_entropy(scores, target)
     if symmetric:
-        back = scale * similarity(distance, distance_matrix(distance, positive, anchor))  # (B, B)
+        back = similarity(distance, distance_matrix(distance, positive, anchor))  # (B, B)
+        if additive_margin:
+            back = back - additive_margin * torch.eye(batch, dtype=back.dtype, device=back.device)
+        back = scale * back
         if positive_ids is not None:
             back = back.masked_fill(mask[:, :batch].T, float("-inf"))
         loss = (loss + F.cross_entropy(back, target)) / 2
