@@ -57,8 +57,8 @@ class TrainConfig:
     hard_negatives: bool = _opt(False, "mine one hard negative per (anchor, positive) with the start model")
     labelled_negatives: bool = _opt(
         False,
-        "in-batch negatives: also train on each labelled non-duplicate (a, n) as (a, p, n), p a known "
-        "duplicate of a, else a itself (its second pass differs by dropout); needs hard_negatives",
+        "train on the labelled non-duplicates too: in-batch negatives get a row (a, p, n) per pair (a, n), "
+        "p a known duplicate of a, else a itself (needs hard_negatives); derive: groups batches both together",
     )
     extra_train_data: list[str] | None = _opt(None, "more labelled pairs for training only (after the split)")
     split: str = _opt("none", f"{', '.join(SPLITS)}: split train_data into train/dev/test by question")

@@ -48,6 +48,8 @@ class TaskData:
     same: dict[str, set[str]] = field(default_factory=dict)
     # (anchor, positive, labelled non-duplicate) rows, added to the mined triplets (labelled_negatives)
     negative_rows: list[Example] = field(default_factory=list)
+    # group id -> group ids linked by a labelled non-duplicate (labelled_negatives with derive: groups)
+    group_neighbours: dict | None = None
 
 
 def _paths(value) -> list[str]:
@@ -187,12 +189,17 @@ def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
             )
         corpus = [t for e in train for t in e.texts]
         same = known_positives(train)
-    negative_rows = []
-    if config.labelled_negatives:
+    negative_rows, neighbours = [], None
+    if config.labelled_negatives and config.derive == "groups":
+        if config.hard_batches:
+            raise ConfigError("labelled_negatives and hard_batches both choose batch neighbours: set one")
+        groups, neighbours = groups_with_labelled_negatives(train)
+        stats["data/labelled_negative_links"] = sum(len(v) for v in neighbours.values()) // 2
+    elif config.labelled_negatives:
         if not config.hard_negatives:
             raise ConfigError(
                 "labelled_negatives adds (anchor, positive, negative) rows, so the duplicate pairs need a "
-                "negative too: set hard_negatives: true"
+                "negative too: set hard_negatives: true (or use derive: groups)"
             )
         negative_rows = labelled_negative_rows(train)
         stats["data/labelled_negative_rows"] = len(negative_rows)
@@ -202,7 +209,7 @@ def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
     if config.derive == "positives":
         train = positives(train)
     elif config.derive == "groups":
-        train = duplicate_groups(train)
+        train = groups if neighbours is not None else duplicate_groups(train)
         stats["data/groups"] = len({e.target for e in train})
     if not train:
         raise ConfigError("no training examples left after the split / derivation")
@@ -212,7 +219,40 @@ def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
             "pair-classification evaluation needs 0/1 labels; NLI-style evaluation on STS comes "
             "from scored dev/test data"
         )
-    return TaskData(train, dev, test, eval_target, stats, extra_tests, corpus, same, negative_rows)
+    return TaskData(
+        train, dev, test, eval_target, stats, extra_tests, corpus, same, negative_rows, neighbours
+    )
+
+
+def groups_with_labelled_negatives(pairs: list[Example]) -> tuple[list[Example], dict[int, list[int]]]:
+    """Duplicate clusters as groups (``duplicate_groups``), plus, for the batch-mined triplet losses, the
+    labelled non-duplicates: a text of a pair labelled 0 that is in no cluster becomes a group of its own,
+    listed twice (its two passes differ by dropout, so it has a positive), and every pair labelled 0 links
+    the two texts' groups as neighbours, so that a P x K batch holding one also holds the other: the
+    hardest negative a miner finds is then a real non-duplicate, not a random text.
+
+    Returns ``(examples, neighbours)``: ``Example((text,), group id)`` and group id -> linked group ids."""
+    examples = duplicate_groups(pairs)
+    group = {normalise(e.texts[0]): e.target for e in examples}
+    next_id = 1 + max(group.values(), default=-1)
+    neighbours: dict[int, list[int]] = {}
+    for e in pairs:
+        if e.target != 0:
+            continue
+        ids = []
+        for text in e.texts[:2]:
+            key = normalise(text)
+            if key not in group:
+                group[key] = next_id
+                examples += [Example((text,), next_id, "labelled negative")] * 2
+                next_id += 1
+            ids.append(group[key])
+        a, b = ids
+        if a != b:
+            for x, y in ((a, b), (b, a)):
+                if y not in neighbours.setdefault(x, []):
+                    neighbours[x].append(y)
+    return examples, neighbours
 
 
 def labelled_negative_rows(pairs: list[Example]) -> list[Example]:

@@ -307,7 +307,7 @@ def train(
                 task_config,
             )
         )
-    neighbours = None
+    neighbours = data.group_neighbours if config.sampler == "groups" else None
     if config.hard_batches and config.sampler == "groups":
         result = [group_neighbours(model.tower("a"), data.train) if accelerator.is_main_process else None]
         if accelerator.num_processes > 1:

@@ -510,3 +510,37 @@ def test_labelled_negatives_come_from_the_train_split_only(tmp_path):
             qqp_config(tmp_path, loss="in_batch_negatives", derive="positives", labelled_negatives=True),
             get_objective("in_batch_negatives"),
         )
+
+
+def test_groups_with_labelled_negatives_link_both_sides_in_one_batch():
+    from sbert_siamese.samplers import GroupBatchSampler
+    from sbert_siamese.task_data import groups_with_labelled_negatives
+
+    pairs = [
+        Example(("how do i cook rice", "best way to cook rice"), 1),
+        Example(("how do i cook rice", "how do i cook pasta"), 0),  # cluster 0 <-> new self-group
+        Example(("is the moon made of cheese", "how far is the moon"), 0),  # two self-groups
+        Example(("what is python", "what is python?"), 1),
+    ]
+    examples, neighbours = groups_with_labelled_negatives(pairs)
+    group = {e.texts[0]: e.target for e in examples}
+    assert group["how do i cook rice"] == group["best way to cook rice"] == 0
+    assert group["what is python"] == group["what is python?"] == 1
+    pasta, cheese, far = (
+        group["how do i cook pasta"],
+        group["is the moon made of cheese"],
+        group["how far is the moon"],
+    )
+    assert len({0, 1, pasta, cheese, far}) == 5
+    # a self-group lists its text twice, so a K = 2 sampler can use it (dropout makes the two passes differ)
+    assert [e.texts[0] for e in examples].count("how far is the moon") == 2
+    assert neighbours == {0: [pasta], pasta: [0], cheese: [far], far: [cheese]}
+    # P = 2 groups per batch: a batch seeded by a linked group takes its partner. Random pairs of the 5
+    # groups would be a linked pair 2 times in 10; here most batches are.
+    linked = together = 0
+    for seed in range(20):
+        for batch in GroupBatchSampler([e.target for e in examples], 4, 2, seed=seed, neighbours=neighbours):
+            ids = {examples[i].target for i in batch}
+            together += 1
+            linked += ids in ({0, pasta}, {cheese, far})
+    assert linked / together > 0.6, (linked, together)
