@@ -496,6 +496,8 @@ TASK_KEYS = SOURCE_KEYS + (
     "train_data",
     "extra_train_data",
     "derive",
+    "hard_negatives",
+    "labelled_negatives",
     "loss",
     "margin",
     "distance",

@@ -288,7 +288,22 @@ def test_read_texts_unsupported_suffix(tmp_path):
     path = write(tmp_path / "in.docx", "whatever")
     with pytest.raises(ConfigError) as info:
         read_texts(path)
-    assert "'.docx'" in str(info.value) and ".txt, .csv, .tsv or .jsonl" in str(info.value)
+    assert "'.docx'" in str(info.value) and ".txt, .csv, .tsv, .jsonl or .parquet" in str(info.value)
+
+
+def test_read_texts_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": ["first text", "second text"], "id": [1, 2]}), path)
+    assert read_texts(path) == ["first text", "second text"]
+    with pytest.raises(DataError, match="no column 'body'"):
+        read_texts(path, "body")
+    pq.write_table(pa.table({"text": ["ok", None]}), path)
+    with pytest.raises(DataError) as info:
+        read_texts(path)
+    assert str(info.value).startswith(f"{path}:2: ")
 
 
 def test_read_texts_missing_empty_and_non_utf8(tmp_path):
