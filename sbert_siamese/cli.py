@@ -183,13 +183,14 @@ def cmd_encode(args) -> int:
     texts = read_texts(args.input, args.column)
     encoder = SiameseEncoder.from_pretrained(args.model)
     if output.suffix != ".npy":  # a directory: shards on disk, a rerun continues an interrupted encode
-        from .streaming import encode_to_disk
+        from .streaming import encode_to_disk, weights_fingerprint
 
+        identity = f"{args.model}, weights {weights_fingerprint(encoder)}"
         report = encode_to_disk(
-            encoder, texts, output, args.shard_size, args.batch_size, args.normalize, str(args.model),
+            encoder, texts, output, args.shard_size, args.batch_size, args.normalize, identity,
             show_progress_bar=not args.quiet,
         )  # fmt: skip
-        print(json.dumps({"output": str(output), **report, "truncated": len(encoder.last_truncated)}))
+        print(json.dumps({"output": str(output), **report}))
         return 0
     embeddings = encoder.encode(
         texts, batch_size=args.batch_size, show_progress_bar=not args.quiet, normalize=args.normalize

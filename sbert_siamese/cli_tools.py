@@ -115,6 +115,10 @@ def cmd_dedup(args) -> int:
     if output.suffix not in (".jsonl", ".csv", ".tsv"):
         raise ConfigError(f"--output {output}: expected a .jsonl, .csv or .tsv file name")
     groups_path = Path(args.groups) if args.groups else output.with_name(output.stem + ".groups.jsonl")
+    if groups_path.suffix != ".jsonl":
+        raise ConfigError(
+            f"--groups {groups_path}: groups hold lists of members; expected a .jsonl file name"
+        )
     texts = read_texts(args.input, args.column)
     model = SiameseModel.load(args.model)
     result = find_duplicates(

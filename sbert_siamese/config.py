@@ -58,7 +58,7 @@ class TrainConfig:
     labelled_negatives: bool = _opt(
         False,
         "train on the labelled non-duplicates too: in-batch negatives get a row (a, p, n) per pair (a, n), "
-        "p a known duplicate of a, else a itself (needs hard_negatives); derive: groups batches both together",
+        "p a known duplicate of a, else a itself (needs hard_negatives); groups: batch them together",
     )
     extra_train_data: list[str] | None = _opt(None, "more labelled pairs for training only (after the split)")
     split: str = _opt("none", f"{', '.join(SPLITS)}: split train_data into train/dev/test by question")

@@ -33,6 +33,11 @@ class DedupResult:
 
 def _rule(model, threshold: float | None, similarity: str | None) -> tuple[float, str]:
     stored = getattr(model, "threshold", None)
+    if threshold is None and stored is not None and getattr(model, "untied", False):
+        raise ConfigError(
+            "this model's threshold was calibrated on tower a vs tower b, while dedup compares texts through "
+            "tower a only: pass a threshold"
+        )
     if threshold is not None:
         similarity = similarity or (stored.score if stored and stored.score in SEARCH_SCORES else "cosine")
     elif stored is not None:
@@ -69,11 +74,10 @@ def embed_corpus(
         return np.asarray(
             encoder.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar)
         )
-    from .streaming import encode_to_disk, load_embeddings
+    from .streaming import encode_to_disk, load_embeddings, weights_fingerprint
 
-    encode_to_disk(
-        encoder, texts, embeddings_dir, shard_size, batch_size, show_progress_bar=show_progress_bar
-    )
+    identity = f"tower {side}, weights {weights_fingerprint(encoder)}"
+    encode_to_disk(encoder, texts, embeddings_dir, shard_size, batch_size, None, identity, show_progress_bar)
     return load_embeddings(embeddings_dir, mmap=False)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .errors import ConfigError, ModelFormatError
 
@@ -34,6 +35,16 @@ def fingerprint(texts: Sequence[str]) -> str:
         digest.update(len(data).to_bytes(8, "little"))
         digest.update(data)
     return digest.hexdigest()
+
+
+def weights_fingerprint(module) -> str:
+    """A short sha256 of a torch module's parameters and buffers (names, shapes, bytes): embeddings cached
+    on disk are reused only by the same weights, not by a retrained model of the same name."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _shard_path(folder: Path, index: int) -> Path:
@@ -60,7 +71,11 @@ def encode_to_disk(
     show_progress_bar: bool = False,
 ) -> dict:
     """Encode ``texts`` shard by shard into ``folder``; returns a report
-    ``{"shards": n, "reused": k, "encoded": n - k, "count": N, "dimension": D}``.
+    ``{"shards": n, "reused": k, "encoded": n - k, "count": N, "dimension": D, "truncated": t}`` (t: texts
+    cut to the model's limit in the shards encoded by this call).
+
+    ``model_name`` identifies the encoder in the manifest (e.g. its path, tower and
+    ``weights_fingerprint``): a folder made by another model is refused, never silently reused.
 
     Each shard is encoded and written (temp file, then rename) before the next begins, so at most one
     shard of embeddings is in memory and a killed run leaves only complete shards behind.
@@ -93,7 +108,14 @@ def encode_to_disk(
         _write_json(manifest_path, {**expected, "dimension": None})
 
     shards = -(-len(texts) // shard_size)
-    report = {"shards": shards, "reused": 0, "encoded": 0, "count": len(texts), "dimension": None}
+    report = {
+        "shards": shards,
+        "reused": 0,
+        "encoded": 0,
+        "count": len(texts),
+        "dimension": None,
+        "truncated": 0,
+    }
     bar = None
     if show_progress_bar:
         from tqdm.auto import tqdm
@@ -108,6 +130,7 @@ def encode_to_disk(
                 report["reused"] += 1
             else:
                 embeddings = encoder.encode(list(chunk), batch_size=batch_size, normalize=normalize)
+                report["truncated"] += len(getattr(encoder, "last_truncated", ()))
                 embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
                 tmp = path.with_name(path.name + ".tmp")
                 with open(tmp, "wb") as fh:

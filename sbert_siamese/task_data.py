@@ -271,6 +271,8 @@ def labelled_negative_rows(pairs: list[Example]) -> list[Example]:
         a, b = e.texts[0], e.texts[1]
         if normalise(a) not in cluster and normalise(b) in cluster:
             a, b = b, a
+        if normalise(b) in {normalise(t) for t in cluster.get(normalise(a), [a])}:
+            continue  # the labels contradict each other (a duplicate of a duplicate labelled 0): skip
         others = [t for t in cluster.get(normalise(a), []) if normalise(t) != normalise(a)]
         rows.append(Example((a, others[0] if others else a, b), None, "labelled negative"))
     return rows

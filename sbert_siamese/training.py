@@ -219,7 +219,7 @@ def train(
     extra_evals = [
         make_evaluator(pairs, name, data, config, objective) for name, pairs in data.extra_tests.items()
     ]
-    if config.mining_eval and isinstance(test_eval, PairClassificationEvaluator):
+    if config.mining_eval and isinstance(test_eval, PairClassificationEvaluator) and test_eval.labels.any():
         # the duplicate-mining view of the same test pairs: find the duplicates among all their texts
         extra_evals.append(
             DuplicateMiningEvaluator.from_labelled_pairs(
@@ -406,8 +406,11 @@ def train(
         metrics["best/step"] = best_step
     pair_plots = {}
     if isinstance(dev_eval, PairClassificationEvaluator) and accelerator.is_main_process:
-        calibrated, pair_plots = _calibrate_on_dev(unwrapped, dev_eval, test_eval, config.eval_batch_size)
-        metrics.update(calibrated)
+        try:
+            calibrated, pair_plots = _calibrate_on_dev(unwrapped, dev_eval, test_eval, config.eval_batch_size)
+            metrics.update(calibrated)
+        except ConfigError as exc:  # e.g. dev pairs of one class: the trained model is still saved
+            logger.warning("no threshold calibrated on dev: %s", exc)
     truncated_here = torch.tensor(sum(t.collator.truncated for t in tasks), device=accelerator.device)
     truncated = accelerator.reduce(truncated_here, "sum")
     metrics.update(
@@ -524,6 +527,9 @@ def _extra_task(config: TrainConfig, spec: dict, main: TaskData, index: int):
     objective = get_objective(task_config.loss)
     if objective.head is not None:
         raise ConfigError(f"tasks[{index}]: loss {task_config.loss} trains a head; only the main task may")
+    for key in ("hard_negatives", "labelled_negatives"):
+        if spec.get(key):
+            raise ConfigError(f"tasks[{index}]: {key} applies to the main task only")
     data = prepare_data(task_config, objective)
     held_out = {normalise(t) for part in (main.dev or [], main.test or []) for e in part for t in e.texts}
     examples = [e for e in data.train if not any(normalise(t) in held_out for t in e.texts)]

@@ -138,3 +138,25 @@ def test_mine_cli_never_returns_a_known_positive(tiny_encoder, tmp_path, capsys)
         assert t["negative"] not in (t["anchor"], t["positive"])
         if t["anchor"] in python:
             assert t["negative"] not in python  # the whole duplicate cluster is excluded
+
+
+def test_cached_embeddings_of_another_model_are_refused(tiny_encoder, tmp_path):
+    import torch
+
+    model = SiameseModel(tiny_encoder)
+    find_duplicates(model, CORPUS, threshold=0.99, embeddings_dir=tmp_path / "emb")
+    find_duplicates(model, CORPUS, threshold=0.99, embeddings_dir=tmp_path / "emb")  # same model: reused
+    with torch.no_grad():
+        next(tiny_encoder.parameters())[0, 0] += 1e-3  # a retrained model with the same name
+    with pytest.raises(ConfigError, match="other model"):
+        find_duplicates(model, CORPUS, threshold=0.99, embeddings_dir=tmp_path / "emb")
+
+
+def test_untied_models_need_an_explicit_dedup_threshold(tiny_encoder, tiny_bert_dir):
+    from sbert_siamese import SiameseEncoder
+
+    untied = SiameseModel(tiny_encoder, tower_b=SiameseEncoder.from_pretrained(tiny_bert_dir),
+                          threshold=Threshold(score="cosine", threshold=0.5))  # fmt: skip
+    with pytest.raises(ConfigError, match="tower a vs tower b"):
+        find_duplicates(untied, CORPUS)
+    assert find_duplicates(untied, CORPUS, threshold=0.9999).groups  # explicit: fine

@@ -485,6 +485,8 @@ def test_labelled_negative_rows_use_a_known_duplicate_or_the_anchor_itself():
         Example(("what is python", "How do I  cook rice"), 0),  # the b side (normalised) has one: swap
         Example(("is the moon made of cheese", "how far is the moon"), 0),  # nobody has a duplicate
         Example(("best way to cook rice", "how to boil rice"), 1),
+        Example(("how to boil rice", "how do i cook rice"), 0),  # contradicts the labels above: skipped
+        Example(("same text", "Same  text"), 0),  # a text is not its own negative: skipped
     ]
     rows = labelled_negative_rows(pairs)
     assert [r.texts for r in rows] == [

@@ -32,7 +32,7 @@ class CountingEncoder:
 
 def test_sharded_encode_equals_one_encode(tiny_encoder, tmp_path):
     report = encode_to_disk(tiny_encoder, TEXTS, tmp_path / "emb", shard_size=5, batch_size=4)
-    assert report == {"shards": 5, "reused": 0, "encoded": 5, "count": 23, "dimension": 32}
+    assert report == {"shards": 5, "reused": 0, "encoded": 5, "count": 23, "dimension": 32, "truncated": 0}
     stored = load_embeddings(tmp_path / "emb")
     assert stored.shape == (23, 32) and stored.dtype == np.float32
     np.testing.assert_allclose(stored, tiny_encoder.encode(TEXTS, batch_size=4), atol=1e-5)
@@ -83,3 +83,15 @@ def test_fingerprint_separates_texts():
     assert fingerprint(["ab", "c"]) != fingerprint(["a", "bc"])
     assert fingerprint(["a", "b"]) != fingerprint(["b", "a"])
     assert fingerprint(["é"]) == fingerprint(["é"])
+
+
+def test_weights_fingerprint_tells_models_apart(tiny_encoder):
+    import torch
+
+    from sbert_siamese.streaming import weights_fingerprint
+
+    before = weights_fingerprint(tiny_encoder)
+    assert weights_fingerprint(tiny_encoder) == before
+    with torch.no_grad():
+        next(tiny_encoder.parameters())[0, 0] += 1e-3  # one weight of a "retrained" model
+    assert weights_fingerprint(tiny_encoder) != before
