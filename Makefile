@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/data
 
-.PHONY: install demo test test-fast lint format stsb clean
+.PHONY: install demo test test-fast lint format stsb bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,17 +30,21 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check sbert_siamese tests recipes
-	$(BIN)/ruff format --check sbert_siamese tests recipes
+	$(BIN)/ruff check sbert_siamese tests recipes benchmarks
+	$(BIN)/ruff format --check sbert_siamese tests recipes benchmarks
 
 format: $(STAMP)
-	$(BIN)/ruff format sbert_siamese tests recipes
-	$(BIN)/ruff check --fix sbert_siamese tests recipes
+	$(BIN)/ruff format sbert_siamese tests recipes benchmarks
+	$(BIN)/ruff check --fix sbert_siamese tests recipes benchmarks
 
 # The STS-B quality-bar run on the real data (about 5 minutes on 2 cores).
 stsb: $(STAMP)
 	$(BIN)/sbert-siamese train recipes/stsb_cosine.yaml --data-dir $(DATA_DIR)/stsbenchmark \
 		--output-dir runs/stsb_cosine --overwrite
+
+# Side-by-side benchmarks against sentence-transformers (numbers in benchmarks/README.md).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_dedup.py --data-dir $(DATA_DIR)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

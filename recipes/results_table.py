@@ -15,6 +15,7 @@ import yaml
 HEADLINES = (
     "qqp-test_ap_head",
     "qqp-test_ap_cosine",
+    "qqp-test-mining_ap",
     "sts-test_spearman_cosine",
     "sick-r-test_spearman_cosine",
 )
@@ -30,8 +31,9 @@ def row(run: Path) -> str:
     minutes = metrics["train/seconds"] / 60
     # runs from before 0.1's rename say pairs_per_second
     speed = metrics.get("train/examples_per_second", metrics.get("train/pairs_per_second", float("nan")))
+    loss = " + ".join([recipe["loss"], *(task["loss"] for task in recipe.get("tasks") or [])])
     return (
-        f"| `{run.name}` | {recipe['loss']} | {'<br>'.join(cells)} | {metrics['train/steps']} steps, "
+        f"| `{run.name}` | {loss} | {'<br>'.join(cells)} | {metrics['train/steps']} steps, "
         f"{minutes:.1f} min, {speed:.0f} ex/s |"
     )
 

@@ -40,9 +40,10 @@ SIMILARITIES = ("cosine", "dot")
 KINDS = ("auto", "exact", "flat", "ivf", "hnsw")
 REPRESENTATIVES = ("central", "first")
 
-# ``kind="auto"`` uses exact search below this many corpus vectors and hnsw from here on. A first guess:
-# to be tuned by a benchmark of exact vs hnsw build + search time at the recall we accept.
-APPROXIMATE_FROM = 50_000
+# ``kind="auto"`` uses exact search below this many corpus vectors and hnsw from here on. Measured by
+# benchmarks/bench_dedup.py (2 cores, 384-d, top-10 self-search): exact 20.5 s vs hnsw 23.3 s at 50k, 82 s vs
+# 58 s at 100k (hnsw recall@10 0.999); exact grows as N^2, hnsw about as N, so they cross near 65k.
+APPROXIMATE_FROM = 65_000
 # Rows and columns of one block of scores in exact search: a 4096 x 4096 float32 block is 64 MiB.
 DEFAULT_CHUNK_SIZE = 4096
 # IVF: nlist = 4 sqrt(N), but at most N / 39 (faiss's minimum of 39 training points per centroid);

@@ -257,7 +257,7 @@ def test_cosine_faiss_index_normalises_copies():
 
 def test_auto_is_exact_below_the_threshold_and_hnsw_from_it(monkeypatch):
     x = gaussian(100, 8, seed=17)
-    assert search.APPROXIMATE_FROM == 50_000
+    assert search.APPROXIMATE_FROM == 65_000
     assert build_index(x).kind == "exact"
     monkeypatch.setattr(search, "APPROXIMATE_FROM", 100)
     index = build_index(x)
