@@ -128,7 +128,7 @@ def best_threshold(scores, labels, metric: str = "f1", is_distance: bool = False
     """The threshold with the best ``metric`` over every distinct cut of ``scores`` (ties stay together),
     with F1, accuracy, precision and recall there. Among equally good cuts the strictest one (closest to
     the "similar" end) wins."""
-    from .evaluation import threshold_sweep
+    from .evaluation import sweep_metrics
 
     if metric not in METRICS:
         raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
@@ -142,18 +142,12 @@ def best_threshold(scores, labels, metric: str = "f1", is_distance: bool = False
         raise ConfigError("calibration needs both same (1) and different (0) pairs")
     if not np.isfinite(scores).all():
         raise ConfigError("scores contain NaN or inf")
-    sweep = threshold_sweep(-scores if is_distance else scores, labels)
-    tp, fp, tn, fn = (sweep[k].astype(np.float64) for k in ("tp", "fp", "tn", "fn"))
-    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=(2 * tp + fp + fn) > 0)
-    accuracy = (tp + tn) / (tp + fp + tn + fn)
-    best = int(np.argmax(f1 if metric == "f1" else accuracy))
+    sweep = sweep_metrics(-scores if is_distance else scores, labels)
+    best = int(np.argmax(sweep[metric]))
     threshold = float(sweep["threshold"][best])
     return {
         "threshold": -threshold if is_distance else threshold,
-        "f1": float(f1[best]),
-        "accuracy": float(accuracy[best]),
-        "precision": float(tp[best] / (tp[best] + fp[best])) if tp[best] + fp[best] else 1.0,
-        "recall": float(tp[best] / (tp[best] + fn[best])),
+        **{key: float(sweep[key][best]) for key in ("f1", "accuracy", "precision", "recall")},
     }
 
 

@@ -120,18 +120,28 @@ def threshold_sweep(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndar
     return {"tp": tp, "fp": fp, "tn": negatives - fp, "fn": positives - tp, "threshold": threshold}
 
 
+def sweep_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """``threshold_sweep`` plus accuracy, F1, MCC, precision and recall at every cut (arrays)."""
+    sweep = threshold_sweep(scores, labels)
+    tp, fp, tn, fn = (sweep[k].astype(np.float64) for k in ("tp", "fp", "tn", "fn"))
+    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return {
+        **sweep,
+        "accuracy": (tp + tn) / (tp + fp + tn + fn),
+        "f1": np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=(2 * tp + fp + fn) > 0),
+        "mcc": np.divide(tp * tn - fp * fn, denominator, out=np.zeros_like(tp), where=denominator > 0),
+        "precision": np.divide(tp, tp + fp, out=np.ones_like(tp), where=(tp + fp) > 0),
+        "recall": np.divide(tp, tp + fn, out=np.zeros_like(tp), where=(tp + fn) > 0),
+    }
+
+
 def best_threshold_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Accuracy, F1 (with its precision and recall) and MCC, each at its own best threshold, and average
     precision. ``scores``: higher = more similar; ``labels``: 1 = same, 0 = different."""
-    sweep = threshold_sweep(scores, labels)
-    tp, fp, tn, fn = (sweep[k].astype(np.float64) for k in ("tp", "fp", "tn", "fn"))
-    n = tp + fp + tn + fn
-    accuracy = (tp + tn) / n
-    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=(2 * tp + fp + fn) > 0)
-    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    mcc = np.divide(tp * tn - fp * fn, denominator, out=np.zeros_like(tp), where=denominator > 0)
-    precision = np.divide(tp, tp + fp, out=np.ones_like(tp), where=(tp + fp) > 0)
-    recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=(tp + fn) > 0)
+    sweep = sweep_metrics(scores, labels)
+    tp, fn = sweep["tp"], sweep["fn"]
+    accuracy, f1, mcc = sweep["accuracy"], sweep["f1"], sweep["mcc"]
+    precision, recall = sweep["precision"], sweep["recall"]
     # Average precision: sum over thresholds of (R_k - R_{k-1}) * P_k (scikit-learn's definition).
     ap = float(np.sum(np.diff(recall) * precision[1:])) if (tp + fn)[0] > 0 else 0.0
     best_acc, best_f1, best_mcc = int(np.argmax(accuracy)), int(np.argmax(f1)), int(np.argmax(mcc))
