@@ -186,15 +186,18 @@ def cmd_encode(args) -> int:
         from .streaming import encode_to_disk, weights_fingerprint
 
         identity = f"{args.model}, weights {weights_fingerprint(encoder)}"
+        if args.precision != "fp32":
+            raise ConfigError("--precision applies to .npy output; a sharded directory is encoded in fp32")
         report = encode_to_disk(
             encoder, texts, output, args.shard_size, args.batch_size, args.normalize, identity,
-            show_progress_bar=not args.quiet,
+            show_progress_bar=not args.quiet, backend=args.backend,
         )  # fmt: skip
         print(json.dumps({"output": str(output), **report}))
         return 0
     embeddings = encoder.encode(
-        texts, batch_size=args.batch_size, show_progress_bar=not args.quiet, normalize=args.normalize
-    )
+        texts, batch_size=args.batch_size, show_progress_bar=not args.quiet, normalize=args.normalize,
+        backend=args.backend, precision=args.precision,
+    )  # fmt: skip
     output.parent.mkdir(parents=True, exist_ok=True)
     np.save(output, embeddings)
     print(
@@ -207,6 +210,30 @@ def cmd_encode(args) -> int:
             }
         )
     )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- export
+def cmd_export(args) -> int:
+    from .model import SiameseModel
+    from .onnx_backend import export_onnx
+
+    model = SiameseModel.load(args.model)
+    if model.untied:
+        raise ConfigError(
+            f"{args.model}: untied towers are exported one at a time; export each tower's folder"
+        )
+    if args.output:
+        folder = model.save(args.output)
+    else:
+        folder = Path(args.model)
+        if not folder.is_dir():
+            raise ConfigError(
+                f"--model {args.model} is not a directory; give --output DIR to save it with the export"
+            )
+    info = export_onnx(model.tower("a"), folder, int8=not args.no_int8)
+    files = {backend: str(folder / "onnx" / name) for backend, name in info["files"].items()}
+    print(json.dumps({"model": str(folder), "files": files, "weights": info["weights"]}, indent=2))
     return 0
 
 
@@ -330,8 +357,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--column", default="text", help="column/key holding the text for csv/tsv/jsonl")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
+    add_backend_argument(p)
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "bf16", "fp16"),
+        help="torch backend: autocast precision (bf16/fp16 are for GPUs; fp16 needs CUDA)",
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser(
+        "export",
+        help="write ONNX files (fp32 and int8) into a model directory, for --backend onnx / onnx-int8",
+    )
+    p.add_argument("--model", required=True, help="model directory (or name, with --output)")
+    p.add_argument("--format", default="onnx", choices=("onnx",), help="export format")
+    p.add_argument("--no-int8", action="store_true", help="only the fp32 file, no int8 quantised one")
+    p.add_argument(
+        "--output",
+        help="save the model with its export here (default: into --model, which must be a directory)",
+    )
+    p.set_defaults(func=cmd_export)
 
     from .cli_tools import add_parsers
 
@@ -344,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def add_backend_argument(p) -> None:
+    from .cli_tools import add_backend_argument as add
+
+    add(p)
 
 
 def main(argv: list[str] | None = None) -> int:

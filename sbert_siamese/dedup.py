@@ -66,18 +66,23 @@ def embed_corpus(
     shard_size: int = 10_000,
     show_progress_bar: bool = False,
     side: str = "a",
+    backend: str = "torch",
 ) -> np.ndarray:
     """(N, D) float32 embeddings of ``texts``; with ``embeddings_dir`` written shard by shard (a rerun
-    reuses finished shards, see ``streaming.encode_to_disk``)."""
+    reuses finished shards, see ``streaming.encode_to_disk``). ``backend``: see ``SiameseEncoder.encode``."""
     encoder = model.tower(side) if hasattr(model, "tower") else model
     if embeddings_dir is None:
         return np.asarray(
-            encoder.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar)
+            encoder.encode(
+                list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar, backend=backend
+            )
         )
     from .streaming import encode_to_disk, load_embeddings, weights_fingerprint
 
     identity = f"tower {side}, weights {weights_fingerprint(encoder)}"
-    encode_to_disk(encoder, texts, embeddings_dir, shard_size, batch_size, None, identity, show_progress_bar)
+    encode_to_disk(
+        encoder, texts, embeddings_dir, shard_size, batch_size, None, identity, show_progress_bar, backend
+    )
     return load_embeddings(embeddings_dir, mmap=False)
 
 
@@ -93,6 +98,7 @@ def find_duplicates(
     representative: str = "central",
     show_progress_bar: bool = False,
     embeddings: np.ndarray | None = None,
+    backend: str = "torch",
 ) -> DedupResult:
     """Every pair of ``texts`` scoring at least the threshold (found among each text's ``top_k``
     neighbours), and the duplicate groups they form.
@@ -108,7 +114,7 @@ def find_duplicates(
     started = time.perf_counter()
     if embeddings is None:
         embeddings = embed_corpus(
-            model, texts, batch_size, embeddings_dir, show_progress_bar=show_progress_bar
+            model, texts, batch_size, embeddings_dir, show_progress_bar=show_progress_bar, backend=backend
         )
     elif len(embeddings) != len(texts):
         raise ConfigError(f"{len(embeddings)} embeddings for {len(texts)} texts")
@@ -131,6 +137,7 @@ def semantic_search(
     embeddings_dir: str | Path | None = None,
     similarity: str = "cosine",
     show_progress_bar: bool = False,
+    backend: str = "torch",
 ) -> list[list[tuple[int, float]]]:
     """The ``top_k`` corpus entries nearest each query: per query a list of (corpus index, score), best
     first. Queries go through tower a, the corpus through tower b (the same tower unless untied)."""
@@ -138,8 +145,8 @@ def semantic_search(
         raise ConfigError("semantic search needs a non-empty corpus and at least one query")
     side_b = "b" if getattr(model, "untied", False) else "a"
     corpus_emb = embed_corpus(model, corpus, batch_size, embeddings_dir, show_progress_bar=show_progress_bar,
-                              side=side_b)  # fmt: skip
-    query_emb = embed_corpus(model, queries, batch_size, side="a")
+                              side=side_b, backend=backend)  # fmt: skip
+    query_emb = embed_corpus(model, queries, batch_size, side="a", backend=backend)
     scores, indices = build_index(corpus_emb, index, similarity).search(query_emb, min(top_k, len(corpus)))
     return [
         [(int(i), float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]

@@ -18,11 +18,13 @@ from tqdm.auto import tqdm
 
 from .dense import Dense
 from .errors import ConfigError
+from .onnx_backend import check_backend
 from .pooling import Pooling
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_TYPES = ("numpy", "torch")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 class SiameseEncoder(nn.Module):
@@ -75,6 +77,8 @@ class SiameseEncoder(nn.Module):
         self.max_seq_length = self._check_max_len(max_seq_length)
         self.do_lower_case = bool(do_lower_case)
         self.last_truncated: list[int] = []
+        self.source_path: Path | None = None  # the directory it was loaded from (its onnx/ export is reused)
+        self._onnx: dict[str, tuple[tuple, object]] = {}  # backend -> (weights version, OnnxRunner)
 
     # ---------------------------------------------------------------- construction / persistence
     @classmethod
@@ -159,12 +163,7 @@ class SiameseEncoder(nn.Module):
         if "token_type_ids" in extra and extra["token_type_ids"] is not None:
             inputs["token_type_ids"] = extra["token_type_ids"]
         tokens = self.transformer(**inputs, return_dict=True).last_hidden_state  # (B, T, H)
-        embeddings = self.pooling(tokens, attention_mask)  # (B, H)
-        if self.dense is not None:
-            embeddings = self.dense(embeddings)  # (B, D)
-        if self.normalize:
-            embeddings = F.normalize(embeddings, p=2, dim=-1)
-        return embeddings
+        return self.embed_tokens(tokens, attention_mask)
 
     def forward_pairs(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Both sides of a batch of pairs in one pass through the shared encoder.
@@ -184,6 +183,8 @@ class SiameseEncoder(nn.Module):
         show_progress_bar: bool = False,
         convert_to: str = "numpy",
         normalize: bool = False,
+        backend: str = "torch",
+        precision: str = "fp32",
     ) -> np.ndarray | torch.Tensor:
         """Embed texts; returns (N, D) float32 in input order ((D,) for a single string).
 
@@ -196,11 +197,19 @@ class SiameseEncoder(nn.Module):
             show_progress_bar: a tqdm bar over texts.
             convert_to: ``"numpy"`` or ``"torch"`` (a CPU tensor).
             normalize: L2-normalise the output (on top of the model's own ``normalize`` setting).
+            backend: ``torch`` (the model itself), ``onnx`` (ONNX Runtime fp32, equal within 1e-5) or
+                ``onnx-int8`` (int8 weights: the fastest on CPU, about 0.002 lower STS-B Spearman for
+                all-MiniLM-L6-v2). The ONNX file comes from the model directory's ``onnx/`` folder when it
+                was exported from these weights (``sbert-siamese export``), else it is exported once for
+                this session. Pooling, dense and normalisation run in torch on either backend.
+            precision: torch backend only: ``fp32``, or ``bf16`` / ``fp16`` autocast (for GPUs; fp16 needs
+                CUDA, bf16 runs on CPU too but is slower there than fp32).
         """
         if convert_to not in OUTPUT_TYPES:
             raise ConfigError(f"convert_to must be one of {', '.join(OUTPUT_TYPES)}, got {convert_to!r}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        forward = self._batch_forward(check_backend(backend), precision)
         single = isinstance(texts, str)
         prepared = [self.prepare_text(t) for t in ([texts] if single else texts)]
         n = len(prepared)
@@ -230,13 +239,60 @@ class SiameseEncoder(nn.Module):
                 for start in range(0, n, batch_size):
                     idx = order[start : start + batch_size]
                     batch = self._pad([{k: encoded[k][i] for k in keys} for i in idx], device)
-                    out[torch.from_numpy(idx)] = self(**batch).float().cpu()
+                    out[torch.from_numpy(idx)] = forward(batch).float().cpu()
                     bar.update(len(idx))
             self.train(was_training)
         if normalize:
             out = F.normalize(out, p=2, dim=-1)
         result = out[0] if single else out
         return result.numpy() if convert_to == "numpy" else result
+
+    def _batch_forward(self, backend: str, precision: str):
+        """A function (B, T) features -> (B, D) embeddings for ``encode``: the model, or an ONNX Runtime
+        session for the transformer followed by this encoder's pooling / dense / normalisation."""
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if backend == "torch":
+            if precision == "fp32":
+                return lambda batch: self(**batch)
+            device = self.device.type
+            if precision == "fp16" and device != "cuda":
+                raise ConfigError("precision fp16 needs a CUDA GPU; use fp32 (or bf16) on CPU")
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+
+            def autocast(batch):
+                with torch.autocast(device_type=device, dtype=dtype):
+                    return self(**batch)
+
+            return autocast
+        if precision != "fp32":
+            raise ConfigError(f"precision {precision} is for the torch backend; {backend} sets its own")
+        runner = self.onnx_runner(backend)
+
+        def onnx(batch):
+            tokens = runner.hidden_states(batch).to(self.device)
+            return self.embed_tokens(tokens, batch["attention_mask"])
+
+        return onnx
+
+    def onnx_runner(self, backend: str):
+        """The ONNX Runtime runner of ``backend`` for the current weights (made again after they change)."""
+        from .onnx_backend import runner_for
+
+        version = tuple((id(p), p._version) for p in self.transformer.parameters())
+        cached = self._onnx.get(backend)
+        if cached is None or cached[0] != version:
+            self._onnx[backend] = (version, runner_for(self, backend))
+        return self._onnx[backend][1]
+
+    def embed_tokens(self, tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) token states -> (B, D) embeddings: pooling, then dense and normalisation if set."""
+        embeddings = self.pooling(tokens, attention_mask)  # (B, H)
+        if self.dense is not None:
+            embeddings = self.dense(embeddings)  # (B, D)
+        if self.normalize:
+            embeddings = F.normalize(embeddings, p=2, dim=-1)
+        return embeddings
 
     def _pad(self, rows: list[dict[str, list[int]]], device: torch.device) -> dict[str, torch.Tensor]:
         """Right-pad token lists to the longest row. Returns (B, T) tensors on ``device``."""

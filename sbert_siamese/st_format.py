@@ -136,13 +136,15 @@ def load_encoder(
     if not modules_file.exists():
         # A plain transformer directory: wrap it with pooling (mean unless told otherwise).
         model, tokenizer = _load_transformer(root)
-        return SiameseEncoder(
+        encoder = SiameseEncoder(
             model,
             tokenizer,
             pooling=pooling or "mean",
             normalize=bool(normalize),
             max_seq_length=max_seq_length,
         )
+        encoder.source_path = root
+        return encoder
 
     modules = _read_json(modules_file)
     if not isinstance(modules, list) or not modules:
@@ -188,7 +190,7 @@ def load_encoder(
     if pooling is not None:
         pool = Pooling(pool.dimension, pooling)
     try:
-        return SiameseEncoder(
+        encoder = SiameseEncoder(
             transformer,
             tokenizer,
             pooling=pool,
@@ -199,3 +201,5 @@ def load_encoder(
         )
     except ConfigError as exc:
         raise ModelFormatError(f"{modules_file}: {exc}") from None
+    encoder.source_path = root
+    return encoder

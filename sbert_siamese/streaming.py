@@ -69,6 +69,7 @@ def encode_to_disk(
     normalize: bool | None = None,
     model_name: str | None = None,
     show_progress_bar: bool = False,
+    backend: str = "torch",
 ) -> dict:
     """Encode ``texts`` shard by shard into ``folder``; returns a report
     ``{"shards": n, "reused": k, "encoded": n - k, "count": N, "dimension": D, "truncated": t}`` (t: texts
@@ -92,10 +93,12 @@ def encode_to_disk(
         "shard_size": shard_size,
         "normalize": normalize,
         "model": model_name,
+        "backend": backend,  # int8 embeddings differ from fp32 ones: one folder never mixes them
     }
     manifest_path = folder / MANIFEST
     if manifest_path.exists():
         manifest = read_manifest(folder)
+        manifest.setdefault("backend", "torch")  # folders written before there were other backends
         different = [k for k, v in expected.items() if manifest.get(k) != v]
         if different:
             raise ConfigError(
@@ -129,7 +132,9 @@ def encode_to_disk(
             if _complete(path, len(chunk)):
                 report["reused"] += 1
             else:
-                embeddings = encoder.encode(list(chunk), batch_size=batch_size, normalize=normalize)
+                embeddings = encoder.encode(
+                    list(chunk), batch_size=batch_size, normalize=normalize, backend=backend
+                )
                 report["truncated"] += len(getattr(encoder, "last_truncated", ()))
                 embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
                 tmp = path.with_name(path.name + ".tmp")
