@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list, set_seed
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -85,7 +85,25 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
             for (is_head, no_decay), params in groups.items()
         ],
         lr=config.learning_rate,
+        # One kernel per step over all parameters instead of a Python loop per tensor: on 2 CPU cores the
+        # per-tensor loop (torch's CPU default) took a quarter of each training step (benchmarks/).
+        fused=True,
     )
+
+
+def _clip_gradients(accelerator: Accelerator, model: nn.Module, max_norm: float) -> None:
+    """Clip the global gradient norm; what ``accelerator.clip_grad_norm_`` does (unscale, then clip) but
+    with torch's multi-tensor kernels, which its CPU default does not use (one Python step per tensor)."""
+    if accelerator.distributed_type not in (
+        DistributedType.NO,
+        DistributedType.MULTI_CPU,
+        DistributedType.MULTI_GPU,
+    ):
+        accelerator.clip_grad_norm_(model.parameters(), max_norm)
+        return
+    accelerator.unscale_gradients()
+    params = [p for p in model.parameters() if p.grad is not None]
+    torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
@@ -352,7 +370,7 @@ def train(
             loss = task.objective.loss(embeddings.float(), targets, head, task.params)
             accelerator.backward(loss)
             if accelerator.sync_gradients and config.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(prepared.parameters(), config.max_grad_norm)
+                _clip_gradients(accelerator, prepared, config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
