@@ -99,6 +99,12 @@ class TrainConfig:
     warmup_ratio: float = _opt(0.1, "fraction of steps with linear warmup; then linear decay to 0")
     max_grad_norm: float = _opt(1.0, "gradient clipping norm (0: off)")
     mixed_precision: str = _opt("no", f"one of {', '.join(MIXED_PRECISION)} (fp16 needs a GPU)")
+    compile: bool = _opt(
+        False,
+        "torch.compile the transformer(s) for training: about 1.2x faster steps on CPU after about a "
+        "minute of compiling (pays off on long runs and on GPUs); the saved model is the same either way",
+    )
+    pin_memory: bool = _opt(True, "page-locked batches for faster host-to-GPU copies (only used on a GPU)")
     seed: int = _opt(0, "seed for shuffling, dropout and initialisation")
     cpu: bool = _opt(False, "train on the CPU even when a GPU is present")
     # evaluation and output

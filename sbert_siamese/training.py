@@ -311,6 +311,10 @@ def train(
     if initial_dev:
         log_records.append({"step": 0, **initial_dev})
 
+    if config.compile:  # in place: parameter names (and so the saved model) stay as they are
+        for tower in {id(model.tower(s)): model.tower(s) for s in ("a", "b")}.values():
+            tower.transformer.compile(dynamic=True)
+
     # 4. data loaders (one per task), optimizer, schedule
     collator = ExampleCollator(encoder, objective.target)
     tasks = [Task(config.loss, objective, params, data.train, collator, config)]
@@ -331,8 +335,10 @@ def train(
         if accelerator.num_processes > 1:
             result = broadcast_object_list(result, from_process=0)
         neighbours = result[0]
+    pin = config.pin_memory and accelerator.device.type == "cuda"
     loaders = [
-        _loader(t.examples, t.collator, t.config, neighbours if i == 0 else None) for i, t in enumerate(tasks)
+        _loader(t.examples, t.collator, t.config, neighbours if i == 0 else None, pin)
+        for i, t in enumerate(tasks)
     ]
     steps_per_epoch = math.ceil(sum(len(loader) for loader in loaders) / config.gradient_accumulation_steps)
     total_steps = steps_per_epoch * config.epochs
@@ -611,24 +617,32 @@ def _check_shapes(train: list[Example], objective, config: TrainConfig) -> None:
 
 
 def _loader(
-    train: list[Example], collator: ExampleCollator, config: TrainConfig, neighbours: dict | None = None
+    train: list[Example],
+    collator: ExampleCollator,
+    config: TrainConfig,
+    neighbours: dict | None = None,
+    pin_memory: bool = False,
 ) -> DataLoader:
     if config.sampler == "no_duplicates":
         sampler = NoDuplicatesBatchSampler(train, config.batch_size, config.seed)
-        return DataLoader(train, batch_sampler=sampler, collate_fn=collator)
-    if config.sampler == "length_grouped":
+    elif config.sampler == "length_grouped":
         sampler = LengthGroupedBatchSampler(train, config.batch_size, config.seed)
-        return DataLoader(train, batch_sampler=sampler, collate_fn=collator)
-    if config.sampler == "groups":
+    elif config.sampler == "groups":
         groups = [e.target for e in train]
         sampler = GroupBatchSampler(
             groups, config.batch_size, config.samples_per_group, config.seed, neighbours=neighbours
         )
-        return DataLoader(train, batch_sampler=sampler, collate_fn=collator)
-    generator = torch.Generator().manual_seed(config.seed)
-    return DataLoader(
-        train, batch_size=config.batch_size, shuffle=True, collate_fn=collator, generator=generator
-    )
+    else:
+        generator = torch.Generator().manual_seed(config.seed)
+        return DataLoader(
+            train,
+            batch_size=config.batch_size,
+            shuffle=True,
+            collate_fn=collator,
+            generator=generator,
+            pin_memory=pin_memory,
+        )
+    return DataLoader(train, batch_sampler=sampler, collate_fn=collator, pin_memory=pin_memory)
 
 
 def metrics_json(metrics: dict[str, float]) -> str:

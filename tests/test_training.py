@@ -243,3 +243,61 @@ def test_scheduler_matches_transformers_and_holds_the_encoder_during_head_only_s
     plain, ref = optimizer(False), optimizer(False)
     got = [r[0] for r in rates(_scheduler(plain, cfg, 20), plain, 20)]
     assert got == pytest.approx([r[0] for r in rates(get_linear_schedule_with_warmup(ref, 4, 20), ref, 20)])
+
+
+def test_fused_optimizer_and_clipping_equal_the_per_tensor_reference(tiny_bert_dir, tmp_path):
+    """The speed settings (fused AdamW, multi-tensor clipping) do the same arithmetic as torch's defaults."""
+    from accelerate import Accelerator
+
+    from sbert_siamese.training import _clip_gradients, _optimizer
+
+    cfg = config(tmp_path, tiny_bert_dir, weight_decay=0.01, learning_rate=1e-2)
+    fast = SiameseEncoder.from_pretrained(tiny_bert_dir)
+    slow = SiameseEncoder.from_pretrained(tiny_bert_dir)
+    fast_opt = _optimizer(fast, cfg)
+    assert fast_opt.defaults["fused"] is True
+    slow_opt = torch.optim.AdamW(  # the same groups, torch's per-tensor loop
+        [
+            {"params": g["params"], "weight_decay": g["weight_decay"]}
+            for g in _optimizer(slow, cfg).param_groups
+        ],
+        lr=1e-2,
+        foreach=False,
+    )
+    accelerator = Accelerator(cpu=True)
+    texts = ["a man is playing the guitar", "the cat sat", "two dogs run in the park"]
+    for step in range(3):
+        for model, opt, clip in ((fast, fast_opt, "fast"), (slow, slow_opt, "slow")):
+            features = model.tokenize(texts)
+            loss = (model(**features) * (step + 1)).pow(2).sum() * 100  # big enough gradients to be clipped
+            loss.backward()
+            if clip == "fast":
+                _clip_gradients(accelerator, model, 0.5)
+            else:
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5, foreach=False)
+                assert norm > 0.5
+            opt.step()
+            opt.zero_grad()
+    for (name, a), (_, b) in zip(fast.named_parameters(), slow.named_parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+    assert not torch.equal(
+        fast.transformer.embeddings.word_embeddings.weight,
+        SiameseEncoder.from_pretrained(tiny_bert_dir).transformer.embeddings.word_embeddings.weight,
+    )
+
+
+def test_compiled_training_matches_eager_and_saves_the_same_names(tiny_bert_dir, tmp_path, demo_data):
+    data = {**demo_data, "dev": None, "test": None}
+
+    def run(compile, out):
+        cfg = config(tmp_path, tiny_bert_dir, max_steps=3, compile=compile, dev_data=None, test_data=None,
+                     output_dir=str(tmp_path / out), plots=False)  # fmt: skip
+        return train(cfg, datasets=data, save=True)
+
+    eager, compiled = run(False, "eager"), run(True, "compiled")
+    assert compiled.losses == pytest.approx(eager.losses, rel=1e-4, abs=1e-6)
+    eager_state = load_file(Path(eager.output_dir) / "model.safetensors")
+    compiled_state = load_file(Path(compiled.output_dir) / "model.safetensors")
+    assert compiled_state.keys() == eager_state.keys()
+    for name in eager_state:
+        torch.testing.assert_close(compiled_state[name], eager_state[name], atol=1e-5, rtol=1e-4, msg=name)
