@@ -44,6 +44,8 @@ stsb: $(STAMP)
 
 # Side-by-side benchmarks against sentence-transformers (numbers in benchmarks/README.md).
 bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_encode.py --data-dir $(DATA_DIR)
+	$(BIN)/python benchmarks/bench_train.py --data-dir $(DATA_DIR)
 	$(BIN)/python benchmarks/bench_dedup.py --data-dir $(DATA_DIR)
 
 clean:
