@@ -59,7 +59,7 @@ def run_st(train, test, args) -> dict:
         {
             "sentence1": [p.text_a for p in train],
             "sentence2": [p.text_b for p in train],
-            "score": [p.score / 5.0 for p in train],
+            "score": [p.score for p in train],  # read_stsb already scales gold scores to [0, 1]
         }
     )
     with tempfile.TemporaryDirectory() as tmp:
