@@ -1,5 +1,6 @@
-"""Search against brute-force numpy (full score matrix + stable argsort), faiss indexes by recall against
-exact search, duplicate mining and grouping on hand-made examples whose answers are known."""
+"""Search against brute-force numpy (full score matrix + stable argsort), approximate indexes (clustered,
+faiss) by recall against exact search, duplicate mining and grouping on hand-made examples whose answers are
+known."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from sbert_siamese import search
 from sbert_siamese.errors import ConfigError
 from sbert_siamese.search import (
+    ClusteredIndex,
     DuplicateGroup,
     build_index,
     cluster_duplicates,
@@ -151,6 +153,77 @@ def test_exact_topk_accepts_torch_and_leaves_inputs_alone():
     np.testing.assert_array_equal(corpus, before)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# self-search: only the blocks on and above the diagonal
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+@pytest.mark.parametrize("group", [3, 32])
+@pytest.mark.parametrize(
+    "n, k, chunk_size",
+    [(37, 5, 8), (64, 10, 16), (5, 10, 2), (11, 1, 4), (2, 1, 1), (300, 2, 256), (259, 1, 128), (40, 3, 40)],
+)
+def test_self_search_on_gaussians_equals_brute_force(monkeypatch, similarity, group, n, k, chunk_size):
+    # n not a multiple of the block, n < k + 1, k = 1, one block, one row per block; group 3 takes the
+    # two-stage top-k (runs of columns) with a short last run wherever k * 12 <= the block's columns.
+    monkeypatch.setattr(search, "TOPK_GROUP", group)
+    x = gaussian(n, 12, seed=n) * np.float32(2.0)
+    scores, indices = exact_topk(x, x, k, similarity, chunk_size, exclude_self=True)
+    ref_scores, ref_indices = brute_topk(x, x, k, similarity, exclude_self=True)
+    np.testing.assert_array_equal(indices, ref_indices)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-5)
+
+
+@pytest.mark.parametrize("group", [2, 3, 32])
+@pytest.mark.parametrize(
+    "n, k, chunk_size", [(50, 1, 13), (61, 3, 61), (61, 6, 16), (40, 39, 7), (90, 4, 45)]
+)
+def test_self_search_with_duplicates_and_ties_equals_brute_force(monkeypatch, group, n, k, chunk_size):
+    # Entries in {-1, 0, 1}^3: 27 distinct vectors for up to 90 rows, exact dot products, ties at every cut
+    # (between runs of columns, inside the candidates, across blocks): lowest index first, bit for bit.
+    monkeypatch.setattr(search, "TOPK_GROUP", group)
+    x = small_integers(n, 3, seed=n, high=1)
+    scores, indices = exact_topk(x, x, k, "dot", chunk_size, exclude_self=True)
+    ref_scores, ref_indices = brute_topk(x, x, k, "dot", exclude_self=True)
+    np.testing.assert_array_equal(indices, ref_indices)
+    np.testing.assert_array_equal(scores, ref_scores.astype(np.float32))
+
+
+@pytest.mark.parametrize("group", [2, 32])
+def test_exact_topk_two_stage_top_k_with_ties(monkeypatch, group):
+    monkeypatch.setattr(search, "TOPK_GROUP", group)
+    queries, corpus = small_integers(23, 3, seed=40, high=1), small_integers(200, 3, seed=41, high=1)
+    for chunk_size in (33, 64, 200):
+        scores, indices = exact_topk(queries, corpus, 4, similarity="dot", chunk_size=chunk_size)
+        ref_scores, ref_indices = brute_topk(queries, corpus, 4, "dot")
+        np.testing.assert_array_equal(indices, ref_indices)
+        np.testing.assert_array_equal(scores, ref_scores.astype(np.float32))
+
+
+def test_self_search_computes_each_pair_of_blocks_once(monkeypatch):
+    calls = []
+    scores_into = search._scores_into
+    monkeypatch.setattr(search, "_scores_into", lambda *a: calls.append(1) or scores_into(*a))
+    x = gaussian(50, 8, seed=42)
+    exact_topk(x, x, 3, chunk_size=10, exclude_self=True)
+    assert len(calls) == 15  # 5 chunks: the 5 x 6 / 2 blocks on and above the diagonal, not 25
+    calls.clear()
+    exact_topk(x[:20], x, 3, chunk_size=10)
+    assert len(calls) == 10  # other queries: every block
+
+
+def test_self_search_is_used_for_an_equal_copy_and_can_keep_the_row_itself():
+    x = gaussian(45, 6, seed=43)
+    for queries in (x, x.copy(), torch.from_numpy(x)):
+        scores, indices = exact_topk(queries, x, 4, chunk_size=8, exclude_self=True)
+        ref_scores, ref_indices = brute_topk(x, x, 4, "cosine", exclude_self=True)
+        np.testing.assert_array_equal(indices, ref_indices)
+        np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+    scores, indices = exact_topk(x, x, 4, chunk_size=8)  # self included: each row first, at 1.0
+    ref_scores, ref_indices = brute_topk(x, x, 4, "cosine")
+    np.testing.assert_array_equal(indices, ref_indices)
+    np.testing.assert_array_equal(indices[:, 0], np.arange(45))
+
+
 @pytest.mark.parametrize(
     "queries, corpus, k, kwargs, message",
     [
@@ -184,7 +257,7 @@ def test_unknown_similarity_lists_the_choices():
 
 def test_unknown_kind_lists_the_choices():
     x = gaussian(5, 3, seed=12)
-    expected = "unknown index kind 'annoy'; valid kinds: auto, exact, flat, ivf, hnsw"
+    expected = "unknown index kind 'annoy'; valid kinds: auto, exact, clustered, flat, ivf, hnsw"
     with pytest.raises(ConfigError, match=expected):
         build_index(x, "annoy")
     with pytest.raises(ConfigError, match=expected):
@@ -218,7 +291,7 @@ def test_flat_equals_exact_on_clustered_data(clustered_data):
     assert recall_at_k(indices, exact_indices) >= 0.999
 
 
-@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+@pytest.mark.parametrize("kind", ["clustered", "ivf", "hnsw"])
 def test_approximate_recall_at_10(kind, clustered_data):
     corpus, queries, (exact_scores, exact_indices) = clustered_data
     index = build_index(corpus, kind)
@@ -235,9 +308,10 @@ def test_approximate_recall_at_10(kind, clustered_data):
 def test_ivf_defaults_and_settings():
     corpus = clustered(5000, seed=3)
     index = build_index(corpus, "ivf")
-    assert index.index.nlist == ivf_nlist(5000) == 5000 // 39  # 4 sqrt(5000) = 283 is capped
-    assert index.nprobe == ivf_nprobe(index.index.nlist) == 32
-    assert ivf_nlist(1_000_000) == 4000 and ivf_nprobe(4000) == 250 and ivf_nprobe(10) == 10
+    assert index.index.nlist == ivf_nlist(5000) == 113  # 1.6 sqrt(5000)
+    assert index.nprobe == ivf_nprobe(index.index.nlist) == 16
+    assert ivf_nlist(1_000_000) == 1600 and ivf_nprobe(1600) == 160 and ivf_nprobe(10) == 10
+    assert ivf_nlist(1000) == 1000 // 39  # capped: 39 points per list
     index = build_index(corpus[:200], "ivf", nlist=4, nprobe=1)
     scores, indices = index.search(corpus[:5], 200)  # one list of four cannot hold 200 hits
     assert np.any(indices == -1)
@@ -255,13 +329,13 @@ def test_cosine_faiss_index_normalises_copies():
     np.testing.assert_array_equal(queries, queries_before)
 
 
-def test_auto_is_exact_below_the_threshold_and_hnsw_from_it(monkeypatch):
+def test_auto_is_exact_below_the_threshold_and_clustered_from_it(monkeypatch):
     x = gaussian(100, 8, seed=17)
-    assert search.APPROXIMATE_FROM == 65_000
+    assert search.APPROXIMATE_FROM == 20_000
     assert build_index(x).kind == "exact"
     monkeypatch.setattr(search, "APPROXIMATE_FROM", 100)
     index = build_index(x)
-    assert index.kind == "hnsw"
+    assert index.kind == "clustered"
     scores, indices = index.search(x[:10], 5)
     assert_valid_topk(scores, indices, score_matrix(x[:10], x, "cosine"), 5)
 
@@ -281,6 +355,75 @@ def test_index_search_errors():
     with pytest.raises(ValueError, match="k must be a positive integer"):
         index.search(np.ones((2, 4), np.float32), 0)
     assert index.search(np.ones((2, 4), np.float32), 50)[1].shape == (2, 10)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# clustered: k-means lists searched by matrix products
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+@pytest.mark.parametrize("chunk_size", [7, 4096])
+def test_clustered_probing_every_list_is_exact(monkeypatch, similarity, chunk_size):
+    # Every list probed: every pair is scored once per side, so the top-k is the exact one. A pool of
+    # one candidate forces a reduction after every block; chunk 7 splits lists and their queries.
+    monkeypatch.setattr(search, "CANDIDATE_POOL", 1)
+    x = gaussian(300, 16, seed=30) * np.float32(2.0)
+    index = ClusteredIndex(x, similarity, nlist=6, nprobe=6, chunk_size=chunk_size)
+    assert (index.kind, index.nlist, index.nprobe, len(index), index.dim) == ("clustered", 6, 6, 300, 16)
+    scores, indices = index.self_search(10)
+    ref_scores, ref_indices = brute_topk(x, x, 10, similarity, exclude_self=True)
+    np.testing.assert_array_equal(indices, ref_indices)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-5)
+    queries = gaussian(20, 16, seed=31)
+    scores, indices = index.search(queries, 10)
+    ref_scores, ref_indices = brute_topk(queries, x, 10, similarity)
+    np.testing.assert_array_equal(indices, ref_indices)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-5)
+
+
+def test_clustered_self_search_recall_and_determinism(clustered_data):
+    corpus = clustered_data[0]
+    index = build_index(corpus, "clustered")
+    assert index.nlist == search.clustered_nlist(5000) == 113 and index.nprobe == 20
+    scores, indices = index.self_search(10)
+    _, exact_indices = exact_topk(corpus, corpus, 10, exclude_self=True)
+    assert recall_at_k(indices, exact_indices) >= 0.95
+    assert not np.any(indices == np.arange(5000)[:, None])
+    found = indices >= 0
+    true = np.einsum("nd,nkd->nk", corpus, corpus[np.where(found, indices, 0)])
+    np.testing.assert_allclose(scores[found], true[found], atol=1e-5)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    again = build_index(corpus, "clustered").self_search(10)  # seeded k-means: the same lists, same result
+    np.testing.assert_array_equal(again[1], indices)
+    index.nprobe = 1  # read at every search: own list only (and pairs found from the other side)
+    assert recall_at_k(index.self_search(10)[1], exact_indices) < recall_at_k(indices, exact_indices)
+
+
+def test_clustered_small_lists_leave_missing_slots():
+    x = gaussian(20, 16, seed=32)
+    scores, indices = ClusteredIndex(x, nlist=5, nprobe=1).self_search(10)
+    assert scores.shape == indices.shape == (20, 10)
+    missing = indices == -1
+    assert missing.any() and np.all(np.isneginf(scores[missing])) and np.all(np.isfinite(scores[~missing]))
+    assert np.all(missing[:, 1:] >= missing[:, :-1])  # missing slots last
+    for i, row in enumerate(indices.tolist()):
+        row = [j for j in row if j >= 0]
+        assert i not in row and len(set(row)) == len(row)
+    assert ClusteredIndex(x[:1]).self_search(3)[1].shape == (1, 0)
+    with pytest.raises(ValueError, match="nlist=30 is more than the 20 vectors"):
+        ClusteredIndex(x, nlist=30)
+
+
+def test_default_approximate_mining_keeps_high_recall(monkeypatch, clustered_data):
+    corpus = clustered_data[0]
+    monkeypatch.setattr(search, "APPROXIMATE_FROM", 1000)
+    assert search.resolve_kind(5000, "auto") == "clustered"
+    approximate = mine_duplicates(corpus, None, 10)
+    exact = mine_duplicates(corpus, None, 10, index="exact")
+    found = {(i, j) for i, j, _ in approximate}
+    assert len(found & {(i, j) for i, j, _ in exact}) >= 0.95 * len(exact)
+    assert all(i < j for i, j in found)
+    # The top pairs agree.
+    assert [(i, j) for i, j, _ in approximate[:200]] == [(i, j) for i, j, _ in exact[:200]]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -305,7 +448,7 @@ def planted() -> tuple[np.ndarray, dict[tuple[int, int], float]]:
     return x.astype(np.float32), expected
 
 
-@pytest.mark.parametrize("index", ["exact", "flat", "hnsw"])
+@pytest.mark.parametrize("index", ["exact", "clustered", "flat", "hnsw"])
 def test_mine_duplicates_finds_the_planted_pairs(index):
     x, expected = planted()
     pairs = mine_duplicates(x, threshold=0.9, top_k=3, index=index)
