@@ -236,6 +236,7 @@ def add_backend_argument(p) -> None:
 
 def add_parsers(sub) -> None:
     from .calibration import METRICS, SCORES
+    from .search import KINDS
 
     p = sub.add_parser(
         "calibrate",
@@ -290,7 +291,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--threshold", type=float, help="override the calibrated threshold")
     p.add_argument("--similarity", choices=("cosine", "dot"), help="default: the calibrated one, else cosine")
     p.add_argument("--top-k", type=int, default=10, help="neighbours examined per text")
-    p.add_argument("--index", default="auto", choices=("auto", "exact", "flat", "ivf", "hnsw"))
+    p.add_argument("--index", default="auto", choices=KINDS)
     p.add_argument(
         "--embeddings", help="directory for sharded embeddings: a rerun resumes an interrupted encode"
     )
@@ -306,7 +307,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--queries", help="a file of queries (same formats as --corpus)")
     p.add_argument("--column", default="text")
     p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--index", default="auto", choices=("auto", "exact", "flat", "ivf", "hnsw"))
+    p.add_argument("--index", default="auto", choices=KINDS)
     p.add_argument("--embeddings", help="directory for the corpus embeddings (reused by later searches)")
     p.add_argument("--output", help="JSON lines file (default: standard output)")
     p.add_argument("--batch-size", type=int, default=64)
