@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, ModelFormatError
+from .safe_io import atomic_write_text, writing
 
 SCORES = ("cosine", "dot", "euclidean", "manhattan", "head")
 DISTANCES = ("euclidean", "manhattan")
@@ -78,14 +79,15 @@ class Threshold:
 
 
 def save_threshold(folder: str | Path, threshold: Threshold | None) -> None:
-    """Write ``threshold.json`` into a model directory, or remove a stale one when ``threshold`` is None."""
+    """Write ``threshold.json`` into a model directory (a temporary file renamed over it), or remove a stale
+    one when ``threshold`` is None. A full disk or a missing permission raises ``OutputError``."""
     path = Path(folder) / THRESHOLD_FILE
     if threshold is None:
-        path.unlink(missing_ok=True)
+        with writing(path, "the calibrated threshold"):
+            path.unlink(missing_ok=True)
         return
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(threshold.to_dict(), indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    text = json.dumps(threshold.to_dict(), indent=2) + "\n"
+    atomic_write_text(path, text, "the calibrated threshold")
 
 
 def load_threshold(folder: str | Path) -> Threshold | None:

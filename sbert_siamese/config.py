@@ -21,6 +21,7 @@ MIXED_PRECISION = ("no", "bf16", "fp16")
 DERIVATIONS = ("none", "positives", "groups")
 SPLITS = ("none", "question")
 SAMPLERS = ("random", "length_grouped", "no_duplicates", "groups")
+ON_BAD_ROWS = ("error", "skip")
 
 
 def _opt(default, help: str):
@@ -125,7 +126,27 @@ class TrainConfig:
         True, "write PNG plots (training curve; score histograms, PR curve) to output_dir/plots"
     )
     output_dir: str = _opt("runs/model", "where the trained model, metrics.json and recipe.yaml go")
-    overwrite: bool = _opt(False, "allow writing into a non-empty output_dir")
+    overwrite: bool = _opt(
+        False,
+        "replace a non-empty output_dir (the old content is removed only once the new model is complete)",
+    )
+    checkpoint_steps: int = _opt(
+        500,
+        "write a checkpoint (model, optimizer, schedule, data order and RNG state) to "
+        "output_dir/checkpoints every N optimizer steps (0: none)",
+    )
+    checkpoint_limit: int = _opt(2, "keep this many newest checkpoints (older ones are deleted)")
+    keep_checkpoints: bool = _opt(False, "keep output_dir/checkpoints after a run that completed")
+    resume: bool = _opt(False, "continue from the newest complete checkpoint in output_dir/checkpoints")
+    # robustness and safety
+    on_bad_rows: str = _opt(
+        "error",
+        "a malformed data row: error (stop with file:line) or skip (count it by reason in the log and "
+        "metrics.json)",
+    )
+    allow_pickle: bool = _opt(
+        False, "load pickle weights (.bin/.pt) when a model has no safetensors (runs code from the file)"
+    )
 
     def __post_init__(self):
         # YAML gives lists, defaults are tuples: one type, so a saved recipe loads back equal.
@@ -158,6 +179,7 @@ class TrainConfig:
         choice("split", SPLITS)
         choice("sampler", SAMPLERS)
         choice("task_sampling", ("round_robin", "proportional"))
+        choice("on_bad_rows", ON_BAD_ROWS)
         if self.eval_task is not None:
             choice("eval_task", ("sts", "pairs"))
         for name in ("margin", "scale", "additive_margin"):
@@ -184,9 +206,13 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        value = self.head_only_steps
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"head_only_steps must be an integer >= 0, got {value!r}")
+        for name in ("head_only_steps", "checkpoint_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        value = self.checkpoint_limit
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"checkpoint_limit must be an integer >= 1, got {value!r}")
         bad_int = isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int)
         if self.max_steps is not None and (bad_int or self.max_steps < 1):
             raise ConfigError(f"max_steps must be an integer >= 1 or null, got {self.max_steps!r}")

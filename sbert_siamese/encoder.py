@@ -88,18 +88,35 @@ class SiameseEncoder(nn.Module):
         pooling: str | None = None,
         normalize: bool | None = None,
         max_seq_length: int | None = None,
+        allow_pickle: bool = False,
     ) -> SiameseEncoder:
         """Load a sentence-transformers model directory, or wrap a plain transformer (mean pooling).
 
         ``name_or_path`` is a local directory, a known offline name such as ``all-MiniLM-L6-v2``, or a
         hub id (used when online). Options given here override what the directory says.
+
+        Only safetensors weights are loaded: a directory with only pickle weights (``pytorch_model.bin``,
+        ``*.pt``) raises ``ModelFormatError`` unless ``allow_pickle=True`` (loading a pickle file can run
+        code hidden in it; they are read with ``torch.load(weights_only=True)`` and a warning). Custom model
+        code (``trust_remote_code``) is never run.
         """
         from .st_format import load_encoder
 
-        return load_encoder(name_or_path, pooling=pooling, normalize=normalize, max_seq_length=max_seq_length)
+        return load_encoder(
+            name_or_path,
+            pooling=pooling,
+            normalize=normalize,
+            max_seq_length=max_seq_length,
+            allow_pickle=allow_pickle,
+        )
 
     def save(self, path: str | Path) -> Path:
-        """Write the model in the sentence-transformers layout (safetensors only); returns the path."""
+        """Write the model in the sentence-transformers layout (safetensors only); returns the path.
+
+        The folder is built beside ``path`` under a hidden temporary name and renamed into place when
+        complete, so a failed save (disk full: ``OutputError``) leaves an earlier model at ``path`` intact.
+        An existing model directory at ``path`` is replaced as a whole; a non-empty folder holding no model
+        is refused."""
         from .st_format import save_encoder
 
         return save_encoder(self, path)

@@ -26,14 +26,32 @@ class ModelFormatError(SbertSiameseError, ValueError):
 class DataError(SbertSiameseError, ValueError):
     """A data file or row is malformed.
 
-    ``str(err)`` reads ``path:line: problem``; the parts are kept as attributes for programs.
+    ``str(err)`` reads ``path:line: problem``; the parts are kept as attributes for programs. ``reason`` is a
+    short stable code for the kind of problem (``empty_text``, ``bad_score``...), used to count skipped rows.
     """
 
-    def __init__(self, problem: str, path: str | None = None, line: int | None = None):
+    def __init__(
+        self, problem: str, path: str | None = None, line: int | None = None, reason: str | None = None
+    ):
         self.problem = problem
         self.path = path
         self.line = line
+        self.reason = reason
         where = ""
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(f"{where}{problem}")
+
+
+class OutputError(SbertSiameseError, OSError):
+    """Something could not be written (disk full, no permission, a path outside the output folder);
+    the message names the path and what to do."""
+
+
+class TrainingDivergedError(SbertSiameseError, FloatingPointError):
+    """The training loss (or gradient norm) became NaN or infinite; the message names the step and the last
+    good checkpoint."""
+
+
+class CheckpointError(SbertSiameseError, ValueError):
+    """A checkpoint is missing, incomplete or corrupted, or does not belong to this recipe."""

@@ -19,14 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from .calibration import Threshold, load_threshold, pair_scores, save_threshold
 from .encoder import SiameseEncoder
-from .errors import ConfigError, ModelFormatError
+from .errors import ConfigError, ModelFormatError, OutputError
 from .heads import SoftmaxHead, WeightedL1Head
 from .resolve import resolve_model_path
+from .safe_io import inside
 
 SIDES = ("a", "b")
 
@@ -167,15 +168,33 @@ class SiameseModel(nn.Module):
 
     # ------------------------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        self.encoder.save(path)
+        """Write the model directory (tower a in the sentence-transformers layout, plus head, tower b and
+        threshold); returns the path.
+
+        The whole directory is built under a hidden temporary name beside ``path`` and renamed into place when
+        complete: a failed save (disk full, no permission: ``OutputError`` naming ``path``) leaves an earlier
+        model at ``path`` untouched and no half-written folder. An existing model directory at ``path`` is
+        replaced as a whole (nothing of an earlier model, head or tower b, survives next to the new one); a
+        non-empty folder that holds no model is refused rather than wiped; an empty folder is fine."""
+        from .st_format import staged_model_dir
+
+        with staged_model_dir(path) as stage:
+            self._write_into(stage)
+        return Path(path)
+
+    def _write_into(self, path: Path) -> None:
+        """Write every file of the model into the folder ``path`` (no staging: see ``save``)."""
+        from .st_format import write_encoder
+
+        write_encoder(self.encoder, path)
         meta = {"library": "sbert-siamese", "towers": "untied" if self.untied else "tied"}
         # A directory that held a head or tower b before must not keep them: load() would mix two models.
+        # (save() writes into a fresh folder, so this matters only to direct callers.)
         for stale, present in (("tower_b", self.tower_b is not None), ("head", self.head is not None)):
             if not present and (path / stale).is_dir():
                 shutil.rmtree(path / stale)
         if self.tower_b is not None:
-            self.tower_b.save(path / "tower_b")
+            write_encoder(self.tower_b, path / "tower_b")
         if self.head is not None:
             head_dir = path / "head"
             head_dir.mkdir(parents=True, exist_ok=True)
@@ -189,22 +208,34 @@ class SiameseModel(nn.Module):
         meta["version"] = __version__
         save_threshold(path, self.threshold)  # also removes a stale threshold.json of an earlier model
         (path / "sbert_siamese.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        return path
 
     @classmethod
-    def load(cls, name_or_path: str | Path) -> SiameseModel:
-        """Load a model directory: encoder, and the head and tower b when present."""
-        root = resolve_model_path(name_or_path)
-        encoder = SiameseEncoder.from_pretrained(root)
-        tower_b = SiameseEncoder.from_pretrained(root / "tower_b") if (root / "tower_b").is_dir() else None
+    def load(cls, name_or_path: str | Path, allow_pickle: bool = False) -> SiameseModel:
+        """Load a model directory: encoder, and the head and tower b when present.
+
+        Safetensors only, unless ``allow_pickle=True`` (see ``SiameseEncoder.from_pretrained``)."""
+        root = resolve_model_path(name_or_path, allow_pickle=allow_pickle)
+        encoder = SiameseEncoder.from_pretrained(root, allow_pickle=allow_pickle)
+        tower_dir, head_dir = _part(root, "tower_b"), _part(root, "head")
+        tower_b = SiameseEncoder.from_pretrained(tower_dir, allow_pickle=allow_pickle) if tower_dir else None
         head, label_names = None, None
-        if (root / "head").is_dir():
-            head, label_names = _load_head(root / "head")
+        if head_dir is not None:
+            head, label_names = _load_head(head_dir, allow_pickle)
         threshold = load_threshold(root)
         return cls(encoder, head=head, tower_b=tower_b, label_names=label_names, threshold=threshold)
 
 
-def _load_head(folder: Path) -> tuple[nn.Module, list[str] | None]:
+def _part(root: Path, name: str) -> Path | None:
+    """``root / name`` when it is a folder inside ``root`` (a symlink leading out is refused), else None."""
+    if not (root / name).is_dir():
+        return None
+    try:
+        return inside(root, name, "model part")
+    except OutputError as exc:
+        raise ModelFormatError(f"{root / name}: {exc}") from None
+
+
+def _load_head(folder: Path, allow_pickle: bool = False) -> tuple[nn.Module, list[str] | None]:
     config_file = folder / "config.json"
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
@@ -224,11 +255,11 @@ def _load_head(folder: Path) -> tuple[nn.Module, list[str] | None]:
             )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFormatError(f"{config_file}: invalid head config ({type(exc).__name__}: {exc})") from None
-    weights = folder / "model.safetensors"
-    if not weights.exists():
-        raise ModelFormatError(f"{folder}: expected model.safetensors")
+    from .st_format import load_weights
+
+    state = load_weights(folder, allow_pickle)
     try:
-        head.load_state_dict(load_file(weights))
+        head.load_state_dict(state)
     except RuntimeError as exc:
-        raise ModelFormatError(f"{weights}: weights do not match {config_file}: {str(exc)[:300]}") from None
+        raise ModelFormatError(f"{folder}: weights do not match {config_file}: {str(exc)[:300]}") from None
     return head, config.get("label_names")

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -36,7 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError, ModelFormatError
+from .errors import ConfigError, ModelFormatError, OutputError
+from .safe_io import safe_name, staged_dir
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +116,8 @@ def _export_fp32(encoder, path: Path) -> None:
                 opset_version=OPSET,
                 dynamo=False,
             )
+    except OSError:
+        raise  # disk full, no permission: export_onnx reports it as an OutputError naming the folder
     except Exception as exc:  # the exporter raises many types; name the model and the cause
         raise ModelFormatError(
             f"could not export {type(encoder.transformer).__name__} to ONNX: {type(exc).__name__}: {exc}"
@@ -153,13 +154,15 @@ def export_onnx(encoder, folder: str | Path, int8: bool = True) -> dict:
     """Write ``folder/onnx/model.onnx`` (and ``model_qint8.onnx`` unless ``int8=False``) for ``encoder``.
 
     The files are written to a temporary folder first and moved into place only when all of them are done,
-    so an interrupted export never leaves a half-written model behind. Returns what ``export.json`` holds.
+    so an interrupted export never leaves a half-written model behind (an earlier ``onnx/`` stays until the
+    new one is complete). A full disk or a missing permission raises ``OutputError`` naming the folder.
+    Returns what ``export.json`` holds.
     """
+    from .st_format import library_writing
+
     ort = _import_ort()
     target = Path(folder) / ONNX_DIR
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".onnx-", dir=target.parent))
-    try:
+    with staged_dir(target, "the ONNX export") as staging, library_writing(target, "the ONNX export"):
         _export_fp32(encoder, staging / FILES["onnx"])
         files = {"onnx": FILES["onnx"]}
         if int8:
@@ -174,12 +177,6 @@ def export_onnx(encoder, folder: str | Path, int8: bool = True) -> dict:
             "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
         }
         (staging / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return info
 
 
@@ -193,6 +190,11 @@ def read_export_info(folder: str | Path) -> dict | None:
         raise ModelFormatError(f"{path}: expected the JSON that export_onnx writes ({exc})") from None
     if not isinstance(info, dict) or not isinstance(info.get("files"), dict):
         raise ModelFormatError(f"{path}: expected an object with 'weights' and 'files'")
+    for name in info["files"].values():  # plain file names in onnx/: nothing read from elsewhere
+        try:
+            safe_name(name if isinstance(name, str) else "", "ONNX file name")
+        except OutputError as exc:
+            raise ModelFormatError(f"{path}: {exc}") from None
     return info
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigError, DataError
+from .safe_io import safe_name, writing
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -107,15 +108,20 @@ def _new_figure() -> Figure:
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` as a PNG to ``path`` (parent folders created; replaced atomically), then free it."""
+    """Write ``fig`` as a PNG to ``path`` (parent folders created; replaced atomically), then free it.
+
+    A full disk or a missing permission raises ``OutputError`` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        fig.savefig(tmp, format="png", dpi=DPI)
-        tmp.replace(path)
+        with writing(path, "the plot"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fig.savefig(tmp, format="png", dpi=DPI)
+                tmp.replace(path)
+            finally:
+                tmp.unlink(missing_ok=True)
     finally:
-        tmp.unlink(missing_ok=True)
         fig.clear()
     return path
 
@@ -352,7 +358,8 @@ def training_curve(
 
 # ---------------------------------------------------------------------------------------------- batches
 def _file_part(name: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", name).strip("_") or "pairs"
+    """A file-name piece from a (recipe-given) name: no separators, no leading or trailing dots."""
+    return re.sub(r"[^\w.-]+", "_", str(name)).strip("_.") or "pairs"
 
 
 def write_pair_plots(
@@ -364,7 +371,8 @@ def write_pair_plots(
     """For each ``name -> (scores, labels, threshold)``: a similarity histogram
     ``{prefix}_{name}_similarity.png`` and a PR curve ``{prefix}_{name}_pr_curve.png`` in ``out_dir``.
 
-    Returns the written paths in order (histogram, PR curve per entry). Errors name the entry.
+    Returns the written paths in order (histogram, PR curve per entry). Errors name the entry. Names are
+    reduced to safe file-name pieces (``../../x`` gives ``x``), so every file lands in ``out_dir``.
     """
     out_dir = Path(out_dir)
     paths = []
@@ -376,7 +384,7 @@ def write_pair_plots(
                 similarity_histogram(
                     scores,
                     labels,
-                    out_dir / f"{stem}_similarity.png",
+                    out_dir / safe_name(f"{stem}_similarity.png", "plot file name"),
                     threshold=threshold,
                     title=f"{heading}: similarity",
                     xlabel=xlabel,
@@ -386,7 +394,7 @@ def write_pair_plots(
                 precision_recall_curve_plot(
                     scores,
                     labels,
-                    out_dir / f"{stem}_pr_curve.png",
+                    out_dir / safe_name(f"{stem}_pr_curve.png", "plot file name"),
                     title=f"{heading}: precision-recall",
                     threshold=threshold,
                 )

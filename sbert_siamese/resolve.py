@@ -31,8 +31,11 @@ def offline_package_path(name: str) -> Path | None:
     return path if path.is_dir() else None
 
 
-def resolve_model_path(name: str | Path) -> Path:
+def resolve_model_path(name: str | Path, allow_pickle: bool = False) -> Path:
     """Return a local directory holding the model called ``name``.
+
+    A hub download fetches safetensors weights only (and never Python files: custom code is not run);
+    ``allow_pickle=True`` also fetches pickle weights (``*.bin``, ``*.pt``) for models that have no others.
 
     Example:
         >>> resolve_model_path("all-MiniLM-L6-v2")  # doctest: +SKIP
@@ -60,18 +63,11 @@ def resolve_model_path(name: str | Path) -> Path:
         try:
             from huggingface_hub import snapshot_download
 
-            # Only what we load: no ONNX/OpenVINO exports, no pickle or TF/Flax weights.
-            ignore = [
-                "*.onnx",
-                "onnx/*",
-                "openvino/*",
-                "*.bin",
-                "*.pt",
-                "*.h5",
-                "*.msgpack",
-                "*.ot",
-                "*.tflite",
-            ]
+            # Only what we load: no ONNX/OpenVINO exports, no TF/Flax weights, no custom code, and pickle
+            # weights only when allowed.
+            ignore = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "*.tflite", "*.py"]
+            if not allow_pickle:
+                ignore += ["*.bin", "*.pt"]
             return Path(snapshot_download(repo_id=str(name), ignore_patterns=ignore))
         except Exception as exc:  # offline, unknown repo, network error: all end in the same message
             tried.append(f"hub download failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")

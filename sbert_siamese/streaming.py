@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, ModelFormatError
+from .safe_io import atomic_write_text, writing
 
 MANIFEST = "manifest.json"
 
@@ -86,7 +87,8 @@ def encode_to_disk(
     if not texts:
         raise ConfigError("no texts to encode")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    with writing(folder, "the embedding folder"):
+        folder.mkdir(parents=True, exist_ok=True)
     expected = {
         "fingerprint": fingerprint(texts),
         "count": len(texts),
@@ -136,13 +138,7 @@ def encode_to_disk(
                     list(chunk), batch_size=batch_size, normalize=normalize, backend=backend
                 )
                 report["truncated"] += len(getattr(encoder, "last_truncated", ()))
-                embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-                tmp = path.with_name(path.name + ".tmp")
-                with open(tmp, "wb") as fh:
-                    np.save(fh, embeddings)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
+                _write_shard(path, np.ascontiguousarray(embeddings, dtype=np.float32))
                 report["encoded"] += 1
             if bar is not None:
                 bar.update(len(chunk))
@@ -187,7 +183,20 @@ def load_embeddings(folder: str | Path, mmap: bool = True) -> np.ndarray:
     return np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0])
 
 
-def _write_json(path: Path, data: dict) -> None:
+def _write_shard(path: Path, embeddings: np.ndarray) -> None:
+    """Write one shard to a temporary name, flushed, then renamed: a reader never sees a torn shard. A full
+    disk or a missing permission raises ``OutputError`` naming the shard."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with writing(path, "an embedding shard"):
+        try:
+            with open(tmp, "wb") as fh:
+                np.save(fh, embeddings)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n", "the embedding manifest")

@@ -66,7 +66,7 @@ def test_export_round_trips_through_the_model_directory(tiny_bert_dir):
     folder = tiny_bert_dir / ONNX_DIR
     assert sorted(p.name for p in folder.iterdir()) == sorted([*FILES.values(), EXPORT_INFO])
     assert read_export_info(tiny_bert_dir) == info
-    assert not [p for p in tiny_bert_dir.iterdir() if p.name.startswith(".onnx-")]  # no staging left
+    assert not [p for p in tiny_bert_dir.iterdir() if p.name.startswith(".onnx.")]  # no staging left
 
     loaded = SiameseEncoder.from_pretrained(tiny_bert_dir)
     for backend in ("onnx", "onnx-int8"):
