@@ -46,8 +46,11 @@ def cmd_train(args) -> int:
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
-    if args.overwrite:
-        overrides["overwrite"] = True
+    for flag in ("overwrite", "resume", "allow_pickle"):
+        if getattr(args, flag):
+            overrides[flag] = True
+    if args.on_bad_rows is not None:
+        overrides["on_bad_rows"] = args.on_bad_rows
     config = load_recipe(args.recipe, overrides)
     result = train(config, show_progress_bar=not args.quiet)
     if result.output_dir is not None and _is_main_process():
@@ -90,7 +93,7 @@ def cmd_evaluate(args) -> int:
         examples = load_pairs(
             source, args.data_format, args.data_dir, columns, ScoreRange(args.score_min, args.score_max)
         )
-        model = SiameseModel.load(args.model)
+        model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
         evaluator = STSEvaluator.from_examples(
             examples, args.name, batch_size=args.batch_size, show_progress_bar=not args.quiet
         )
@@ -103,7 +106,7 @@ def cmd_evaluate(args) -> int:
             "binary",
             args.label_column,
         )
-        model = SiameseModel.load(args.model)
+        model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
         texts_a, texts_b = [e.texts[0] for e in examples], [e.texts[1] for e in examples]
         labels = [e.target for e in examples]
         if args.task == "mining":
@@ -157,7 +160,7 @@ def _evaluate_suite(args) -> int:
         raise ConfigError(f"unknown suite {args.suite!r}; valid: sts")
     if not args.data_dir:
         raise ConfigError("--suite sts needs --data-dir (the folder holding sts12-16/, stsbenchmark/, sick/)")
-    model = SiameseModel.load(args.model)
+    model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     results = evaluate_sts_suite(model, args.data_dir, args.batch_size, show_progress_bar=not args.quiet)
     table = sts_suite_markdown({Path(str(args.model)).name: results})
     if results.missing:
@@ -181,7 +184,7 @@ def cmd_encode(args) -> int:
     if output.suffix not in (".npy", "") and not output.is_dir():
         raise ConfigError(f"--output {output}: expected a .npy file name or a directory (sharded, resumable)")
     texts = read_texts(args.input, args.column)
-    encoder = SiameseEncoder.from_pretrained(args.model)
+    encoder = SiameseEncoder.from_pretrained(args.model, allow_pickle=args.allow_pickle)
     if output.suffix != ".npy":  # a directory: shards on disk, a rerun continues an interrupted encode
         from .streaming import encode_to_disk, weights_fingerprint
 
@@ -218,7 +221,7 @@ def cmd_export(args) -> int:
     from .model import SiameseModel
     from .onnx_backend import export_onnx
 
-    model = SiameseModel.load(args.model)
+    model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     if model.untied:
         raise ConfigError(
             f"{args.model}: untied towers are exported one at a time; export each tower's folder"
@@ -309,7 +312,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any recipe key (repeatable)")
-    p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output dir")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a non-empty output dir (its old content goes once the new model is complete)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --output-dir from its newest intact checkpoint (same recipe)",
+    )
+    p.add_argument(
+        "--on-bad-rows",
+        choices=("error", "skip"),
+        help="a malformed data row: error (default: stop, naming file and line) or skip (counted by reason "
+        "in the log and metrics.json)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -390,6 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="runs/demo")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+    for command, command_parser in sub.choices.items():  # every command that loads a model
+        if command == "train" or any("--model" in a.option_strings for a in command_parser._actions):
+            command_parser.add_argument(
+                "--allow-pickle",
+                action="store_true",
+                help="load pickle weights (.bin/.pt) of a model without safetensors; only for models you "
+                "trust: a pickle file can carry code (it is read with torch.load(weights_only=True))",
+            )
     return parser
 
 

@@ -37,7 +37,7 @@ def cmd_calibrate(args) -> int:
     texts_a, texts_b, labels = _read_pairs(
         args.pairs, args.text_a_column, args.text_b_column, args.label_column
     )
-    model = SiameseModel.load(args.model)
+    model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     threshold = calibrate(
         model, texts_a, texts_b, labels, args.score, args.metric, args.batch_size,
         source=str(args.pairs), show_progress_bar=not args.quiet,
@@ -59,7 +59,7 @@ def cmd_predict(args) -> int:
 
     if args.input is None and (args.a is None or args.b is None):
         raise ConfigError("give --input FILE, or both --a TEXT and --b TEXT")
-    model = SiameseModel.load(args.model)
+    model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     if args.input is not None:
         texts_a, texts_b, _ = _read_pairs(args.input, args.text_a_column, args.text_b_column, None)
     else:
@@ -120,7 +120,7 @@ def cmd_dedup(args) -> int:
             f"--groups {groups_path}: groups hold lists of members; expected a .jsonl file name"
         )
     texts = read_texts(args.input, args.column)
-    model = SiameseModel.load(args.model)
+    model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     result = find_duplicates(
         model, texts, args.threshold, args.similarity, args.top_k, args.index, args.batch_size,
         args.embeddings, show_progress_bar=not args.quiet, backend=args.backend,
@@ -170,7 +170,7 @@ def cmd_search(args) -> int:
     if not queries:
         raise ConfigError("give --query TEXT (repeatable) or --queries FILE")
     corpus = read_texts(args.corpus, args.column)
-    model = SiameseModel.load(args.model)
+    model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     hits = semantic_search(
         model, corpus, queries, args.top_k, args.index, args.batch_size, args.embeddings,
         show_progress_bar=not args.quiet, backend=args.backend,
@@ -209,7 +209,7 @@ def cmd_mine(args) -> int:
     pairs = [Example(e.texts, None) for e in labelled if e.target == 1]
     corpus = read_texts(args.corpus, args.column) if args.corpus else [t for e in labelled for t in e.texts]
     same = known_positives(labelled)  # no member of an anchor's duplicate cluster becomes its negative
-    model = SiameseModel.load(args.model)
+    model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     triplets, report = mine_hard_negatives(
         model.tower("a"), pairs, corpus, same, args.max_relative_similarity, args.candidates, args.batch_size,
         show_progress_bar=not args.quiet,

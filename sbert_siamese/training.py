@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +28,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from . import checkpoints
 from .calibration import calibrate, pair_scores
 from .config import TrainConfig
 from .data import PairExample
 from .encoder import SiameseEncoder
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError, TrainingDivergedError
 from .evaluation import PairClassificationEvaluator
 from .evaluation_ranking import DuplicateMiningEvaluator
 from .examples import Example, ExampleCollator, from_pairs, normalise
@@ -39,6 +41,7 @@ from .heads import WeightedL1Head
 from .mining import group_neighbours, mine_hard_negatives
 from .model import SiameseModel
 from .objectives import Objective, ObjectiveParams, get_objective, make_head
+from .safe_io import staged_dir, writing
 from .samplers import GroupBatchSampler, LengthGroupedBatchSampler, NoDuplicatesBatchSampler
 from .task_data import SOURCE_KEYS, TaskData, make_evaluator, prepare_data
 
@@ -55,13 +58,37 @@ class TrainResult:
 
 
 def _check_output_dir(config: TrainConfig) -> Path:
+    """The output folder may be new or empty; a non-empty one needs ``resume`` (continue its checkpoints)
+    or ``overwrite`` (replace it once the new model is complete; its old checkpoints go now)."""
     out = Path(config.output_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output_dir {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not config.overwrite:
-        raise ConfigError(
-            f"output_dir {out} is not empty; pass --overwrite (overwrite: true) to write into it"
+    if config.resume:
+        if config.overwrite:
+            raise ConfigError("resume continues the run in output_dir and overwrite replaces it: pick one")
+        return out
+    if not (out.is_dir() and any(out.iterdir())):
+        return out
+    saved = checkpoints._listed(out / checkpoints.FOLDER)
+    if not config.overwrite:
+        hint = (
+            f"; it holds a checkpoint of step {saved[-1][0]}: pass --resume to continue that run"
+            if saved
+            else ""
         )
+        raise ConfigError(
+            f"output_dir {out} is not empty; pass --overwrite (overwrite: true) to replace it{hint}"
+        )
+    resolved, cwd = out.resolve(), Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents or resolved in (Path.home().resolve(), Path("/")):
+        raise ConfigError(
+            f"output_dir {out} is {resolved}, which holds the current folder or is a home or root folder; "
+            "overwrite would replace it: choose a folder of its own"
+        )
+    if saved:
+        logger.warning("overwrite: removing the previous run's checkpoints in %s", out / checkpoints.FOLDER)
+        with writing(out / checkpoints.FOLDER, "checkpoints"):
+            shutil.rmtree(out / checkpoints.FOLDER)
     return out
 
 
@@ -91,19 +118,27 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
-def _clip_gradients(accelerator: Accelerator, model: nn.Module, max_norm: float) -> None:
+def _clip_gradients(accelerator: Accelerator, model: nn.Module, max_norm: float) -> torch.Tensor:
     """Clip the global gradient norm; what ``accelerator.clip_grad_norm_`` does (unscale, then clip) but
-    with torch's multi-tensor kernels, which its CPU default does not use (one Python step per tensor)."""
+    with torch's multi-tensor kernels, which its CPU default does not use (one Python step per tensor).
+    Returns the norm before clipping."""
     if accelerator.distributed_type not in (
         DistributedType.NO,
         DistributedType.MULTI_CPU,
         DistributedType.MULTI_GPU,
     ):
-        accelerator.clip_grad_norm_(model.parameters(), max_norm)
-        return
+        return torch.as_tensor(accelerator.clip_grad_norm_(model.parameters(), max_norm))
     accelerator.unscale_gradients()
     params = [p for p in model.parameters() if p.grad is not None]
-    torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+    return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+
+
+def _all_finite(accelerator: Accelerator, value: torch.Tensor) -> bool:
+    """True when ``value`` is finite on every process (all processes must agree to stop together)."""
+    bad = (~torch.isfinite(value.detach())).any().float()
+    if accelerator.num_processes > 1:
+        bad = accelerator.reduce(bad.to(accelerator.device), reduction="sum")
+    return not bool(bad.item())
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
@@ -227,6 +262,7 @@ def train(
             f"({accelerator.num_processes}): it is the global batch, split across processes"
         )
     set_seed(config.seed)
+    resume_from = _find_resume_point(config, accelerator) if config.resume else None
 
     # 1. data (before the model: a bad row should fail in seconds, not after loading weights)
     data = _in_memory(datasets, objective) if datasets is not None else prepare_data(config, objective)
@@ -290,14 +326,20 @@ def train(
         _check_shapes(data.train, objective, config)
         logger.info("mined hard negatives: %s", report)
 
-    # 3. the starting model's metrics
+    # 3. the starting model's metrics (a resumed run has them in its checkpoint)
     metrics: dict[str, float] = dict(data.stats)
     log_records: list[dict] = []
-    initial = test_metrics(model)
-    initial_dev = _evaluate(accelerator, model, dev_eval)
-    metrics.update({f"initial/{k}": v for k, v in {**initial, **initial_dev}.items()})
-    best_score = initial_dev.get(dev_eval.primary_metric) if dev_eval else None
-    best_step = 0
+    initial_dev = {}
+    if resume_from is None:
+        initial = test_metrics(model)
+        initial_dev = _evaluate(accelerator, model, dev_eval)
+        metrics.update({f"initial/{k}": v for k, v in {**initial, **initial_dev}.items()})
+        best_score = initial_dev.get(dev_eval.primary_metric) if dev_eval else None
+        best_step = 0
+    else:
+        progress = resume_from.progress
+        metrics, log_records = dict(progress["metrics"]), list(progress["log_records"])
+        best_score, best_step = progress["best_score"], progress["best_step"]
     track_best = config.keep_best and dev_eval is not None and accelerator.is_main_process
 
     def snapshot() -> dict[str, torch.Tensor]:
@@ -307,7 +349,11 @@ def train(
         return accelerator.unwrap_model(prepared).state_dict() if prepared is not None else model.state_dict()
 
     prepared = None
-    best_state = snapshot() if track_best else None
+    best_state = None
+    if track_best:
+        best_state = snapshot() if resume_from is None else resume_from.best_state()
+        if best_state is None:
+            raise CheckpointError(f"{resume_from.path}: expected best.safetensors (keep_best is on)")
     if initial_dev:
         log_records.append({"step": 0, **initial_dev})
 
@@ -352,19 +398,43 @@ def train(
 
     # 5. the loop
     losses: list[float] = []
-    step = 0
+    step = micro_batches = examples_seen = 0
     step_losses: list[torch.Tensor] = []
-    started = time.perf_counter()
-    eval_seconds = 0.0  # dev evaluation inside the loop, reported so its cost is visible
-    examples_seen = 0
+    eval_seconds = elapsed_before = 0.0  # dev evaluation inside the loop, reported so its cost is visible
+    last_checkpoint = None
+    if resume_from is not None:
+        _restore(resume_from, unwrapped, optimizer, scheduler, stream, accelerator)
+        progress = resume_from.progress
+        step, micro_batches = progress["step"], progress["micro_batches"]
+        examples_seen, losses = progress["examples_seen"], list(progress["losses"])
+        eval_seconds, elapsed_before = progress["eval_seconds"], progress["seconds"]
+        last_checkpoint = resume_from.path
+        logger.info("resumed from %s (step %d of %d)", resume_from.path, step, total_steps)
+    started = time.perf_counter() - elapsed_before
     bar = tqdm(
         total=total_steps,
+        initial=step,
         disable=not (show_progress_bar and accelerator.is_main_process),
         desc="Training",
         unit="step",
     )
+
+    def diverged(what: str, value: torch.Tensor) -> TrainingDivergedError:
+        kept = (
+            f"the last good checkpoint, {last_checkpoint}, is intact (resume from it with --resume after "
+            "changing nothing but the cause, or start afresh)"
+            if last_checkpoint is not None
+            else "no checkpoint was written yet (checkpoint_steps)"
+        )
+        return TrainingDivergedError(
+            f"training stopped at step {step + 1} of {total_steps}: the {what} is {value.item()}; the "
+            f"weights were not updated with it and {kept}. Usual causes: a learning rate too high for this "
+            f"loss (learning_rate={config.learning_rate}), fp16 overflow, or extreme targets in the data"
+        )
+
     prepared.train()
     for task, batch in stream:
+        micro_batches += 1
         targets = batch.pop("targets")
         with accelerator.accumulate(prepared):
             embeddings = prepared(**batch)  # (B, k, D)
@@ -374,9 +444,13 @@ def train(
                 embeddings, targets = gather_with_grad(embeddings), gather_with_grad(targets)
             head = unwrapped.head if task is tasks[0] else None
             loss = task.objective.loss(embeddings.float(), targets, head, task.params)
+            if not _all_finite(accelerator, loss):
+                raise diverged("loss", loss)
             accelerator.backward(loss)
             if accelerator.sync_gradients and config.max_grad_norm > 0:
-                _clip_gradients(accelerator, prepared, config.max_grad_norm)
+                norm = _clip_gradients(accelerator, prepared, config.max_grad_norm)
+                if not _all_finite(accelerator, norm):
+                    raise diverged("gradient norm", norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
@@ -415,6 +489,16 @@ def train(
         log_records.append(record)
         if last:
             break
+        if save and config.checkpoint_steps and step % config.checkpoint_steps == 0:
+            progress = {
+                "step": step, "micro_batches": micro_batches, "examples_seen": examples_seen,
+                "losses": losses, "log_records": log_records,
+                "best_score": best_score, "best_step": best_step,
+                "eval_seconds": eval_seconds, "seconds": time.perf_counter() - started, "metrics": metrics,
+                "num_processes": accelerator.num_processes, "config": config.to_dict(),
+            }  # fmt: skip
+            last_checkpoint = _checkpoint(accelerator, out_dir, step, unwrapped, best_state, optimizer,
+                                          scheduler, progress, config)  # fmt: skip
     bar.close()
     seconds = time.perf_counter() - started
 
@@ -448,18 +532,66 @@ def train(
         }
     )
     if save and accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        unwrapped.save(out_dir)
-        (out_dir / "metrics.json").write_text(metrics_json(metrics), encoding="utf-8")
-        config.save(out_dir / "recipe.yaml")
-        (out_dir / "README.md").write_text(model_card(config, metrics), encoding="utf-8")
-        with open(out_dir / "train_log.jsonl", "w", encoding="utf-8") as fh:
-            for rec in log_records:
-                fh.write(json.dumps(rec) + "\n")
-        if config.plots:
-            _write_plots(out_dir, dev_eval, pair_plots)
+        # Everything goes into a staging folder that replaces output_dir once complete: a crash or a full
+        # disk here leaves the previous content (and the checkpoints) as they were.
+        with staged_dir(out_dir, "output_dir") as stage:
+            unwrapped._write_into(stage)  # the whole output_dir is staged here
+            (stage / "metrics.json").write_text(metrics_json(metrics), encoding="utf-8")
+            config.save(stage / "recipe.yaml")
+            (stage / "README.md").write_text(model_card(config, metrics), encoding="utf-8")
+            with open(stage / "train_log.jsonl", "w", encoding="utf-8") as fh:
+                for rec in log_records:
+                    fh.write(json.dumps(rec) + "\n")
+            if config.plots:
+                _write_plots(stage, dev_eval, pair_plots)
+            if config.keep_checkpoints and (out_dir / checkpoints.FOLDER).is_dir():
+                shutil.move(out_dir / checkpoints.FOLDER, stage / checkpoints.FOLDER)
     accelerator.wait_for_everyone()
     return TrainResult(unwrapped.encoder, metrics, losses, out_dir, unwrapped)
+
+
+def _find_resume_point(config: TrainConfig, accelerator: Accelerator) -> checkpoints.Checkpoint:
+    found = checkpoints.latest_checkpoint(config.output_dir)
+    checkpoints.check_same_recipe(found.progress["config"], config.to_dict(), found.path)
+    saved = found.progress["num_processes"]
+    if saved != accelerator.num_processes:
+        raise CheckpointError(
+            f"{found.path} was written by a run on {saved} process(es); this one has "
+            f"{accelerator.num_processes}: resume with the same number"
+        )
+    return found
+
+
+def _restore(found: checkpoints.Checkpoint, model, optimizer, scheduler, stream, accelerator) -> None:
+    """Load the checkpoint's states, then draw (and drop) the batches it had consumed, so the data order
+    continues where it stopped, and restore the random generators as they were at that point."""
+    try:
+        model.load_state_dict(found.model_state())
+        optimizer.load_state_dict(found.optimizer_state())
+        scheduler.load_state_dict(found.scheduler_state())
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{found.path}: does not fit this model and recipe ({exc})") from None
+    for _ in range(found.progress["micro_batches"]):
+        next(stream)
+    checkpoints.set_rng_state(found.rng_states()[accelerator.process_index])
+
+
+def _checkpoint(accelerator, out_dir, step, model, best_state, optimizer, scheduler, progress, config):
+    """Write a checkpoint (main process) with every process's random generators; returns its path."""
+    states = [checkpoints.rng_state()]
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        states = gather_object(states)
+    path = None
+    if accelerator.is_main_process:
+        path = checkpoints.save_checkpoint(
+            out_dir, step, model.state_dict(), best_state, optimizer.state_dict(), scheduler.state_dict(),
+            states, progress, config.checkpoint_limit,
+        )  # fmt: skip
+        logger.info("checkpoint written: %s", path)
+    accelerator.wait_for_everyone()
+    return path or Path(out_dir) / checkpoints.FOLDER / f"step-{step:08d}"
 
 
 def _calibrate_on_dev(model: SiameseModel, dev_eval, test_eval, batch_size: int) -> tuple[dict, dict]:
@@ -589,7 +721,11 @@ def _batch_stream(tasks: list[Task], loaders: list, micro_batches: int, config: 
 
 def _load_encoder(config: TrainConfig, name: str) -> SiameseEncoder:
     return SiameseEncoder.from_pretrained(
-        name, pooling=config.pooling, normalize=config.normalize, max_seq_length=config.max_seq_length
+        name,
+        pooling=config.pooling,
+        normalize=config.normalize,
+        max_seq_length=config.max_seq_length,
+        allow_pickle=config.allow_pickle,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +22,14 @@ from safetensors.torch import load_file
 DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
 
 
-def _train(args: list[str], out: Path, tiny_bert_dir: Path, recipe: Path, data_dir: Path = DEMO) -> dict:
+def _train(
+    args: list[str], out: Path, tiny_bert_dir: Path, recipe: Path, data_dir: Path = DEMO, resume: bool = False
+) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [*args, "-m", "sbert_siamese.cli", "train", str(recipe), "--model", str(tiny_bert_dir),
            "--data-dir", str(data_dir), "--output-dir", str(out), "-q"]  # fmt: skip
+    if resume:
+        cmd.append("--resume")
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())
@@ -90,3 +95,32 @@ def test_two_processes_match_one_process(tiny_bert_dir, recipe, tmp_path, loss):
     for key, value in one.items():
         if key.startswith(("sts-", "pairs-", "initial/", "best/")):
             assert two[key] == pytest.approx(value, abs=1e-4), key
+
+
+def test_two_processes_resume_from_a_checkpoint(tiny_bert_dir, recipe, tmp_path):
+    """Checkpoints hold every process's random generators: a 2-process run resumed from its step-4
+    checkpoint ends where the uninterrupted 2-process run ends."""
+    recipe.write_text(recipe.read_text() + "loss: cosine\ncheckpoint_steps: 2\ncheckpoint_limit: 3\n")
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", "29518"]  # fmt: skip
+    full = tmp_path / "full"
+    recipe_keep = tmp_path / "keep.yaml"
+    recipe_keep.write_text(recipe.read_text() + "keep_checkpoints: true\n")
+    reference = _train(launch, full, tiny_bert_dir, recipe_keep)
+    saved = sorted(p.name for p in (full / "checkpoints").iterdir())
+    assert saved == ["step-00000002", "step-00000004"]
+    rng = json.loads((full / "checkpoints" / "step-00000004" / "rng.json").read_text())
+    assert len(rng) == 2  # one state per process
+
+    resumed_dir = tmp_path / "resumed"
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    shutil.copytree(full / "checkpoints" / "step-00000004", resumed_dir / "checkpoints" / "step-00000004")
+    resumed = _train(launch, resumed_dir, tiny_bert_dir, recipe_keep, resume=True)
+    assert resumed["train/steps"] == reference["train/steps"] == 6
+    w1, w2 = load_file(full / "model.safetensors"), load_file(resumed_dir / "model.safetensors")
+    for key in w1:
+        torch.testing.assert_close(w2[key], w1[key], atol=1e-6, rtol=0, msg=key)
+    for key, value in reference.items():
+        if key.startswith(("sts-", "initial/")):
+            assert resumed[key] == pytest.approx(value, abs=1e-6), key
