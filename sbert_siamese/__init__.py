@@ -4,17 +4,31 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .data import BadRows  # noqa: E402
 from .encoder import SiameseEncoder  # noqa: E402
-from .errors import ConfigError, DataError, ModelFormatError, ModelNotFoundError, SbertSiameseError  # noqa: E402
+from .errors import (  # noqa: E402
+    CheckpointError,
+    ConfigError,
+    DataError,
+    ModelFormatError,
+    ModelNotFoundError,
+    OutputError,
+    SbertSiameseError,
+    TrainingDivergedError,
+)
 from .pooling import Pooling  # noqa: E402
 
 __all__ = [
+    "BadRows",
+    "CheckpointError",
     "ConfigError",
     "DataError",
     "ModelFormatError",
     "ModelNotFoundError",
+    "OutputError",
     "Pooling",
     "SbertSiameseError",
     "SiameseEncoder",
+    "TrainingDivergedError",
     "__version__",
 ]

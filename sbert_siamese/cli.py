@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import read_texts
+from .cli_tools import bad_rows
+from .data import read_texts_with_lines
 from .errors import ConfigError, SbertSiameseError
 
 log = logging.getLogger("sbert_siamese.cli")
@@ -91,8 +92,9 @@ def cmd_evaluate(args) -> int:
     if args.task == "sts":
         columns = Columns(args.text_a_column, args.text_b_column, args.score_column)
         examples = load_pairs(
-            source, args.data_format, args.data_dir, columns, ScoreRange(args.score_min, args.score_max)
-        )
+            source, args.data_format, args.data_dir, columns, ScoreRange(args.score_min, args.score_max),
+            bad_rows=bad_rows(args),
+        )  # fmt: skip
         model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
         evaluator = STSEvaluator.from_examples(
             examples, args.name, batch_size=args.batch_size, show_progress_bar=not args.quiet
@@ -105,6 +107,7 @@ def cmd_evaluate(args) -> int:
             [args.text_a_column, args.text_b_column],
             "binary",
             args.label_column,
+            bad_rows=bad_rows(args),
         )
         model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
         texts_a, texts_b = [e.texts[0] for e in examples], [e.texts[1] for e in examples]
@@ -183,8 +186,13 @@ def cmd_encode(args) -> int:
     output = Path(args.output)
     if output.suffix not in (".npy", "") and not output.is_dir():
         raise ConfigError(f"--output {output}: expected a .npy file name or a directory (sharded, resumable)")
-    texts = read_texts(args.input, args.column)
+    texts, lines = read_texts_with_lines(args.input, args.column, bad_rows(args))
     encoder = SiameseEncoder.from_pretrained(args.model, allow_pickle=args.allow_pickle)
+    if bad_rows(args).total:  # rows were skipped: say which input line each output row comes from
+        lines_file = output / "lines.txt" if output.suffix != ".npy" else output.with_suffix(".lines.txt")
+        lines_file.parent.mkdir(parents=True, exist_ok=True)
+        lines_file.write_text("".join(f"{n}\n" for n in lines), encoding="utf-8")
+        log.warning("rows were skipped: row i of the output is input line %s[i]", lines_file)
     if output.suffix != ".npy":  # a directory: shards on disk, a rerun continues an interrupted encode
         from .streaming import encode_to_disk, weights_fingerprint
 
@@ -210,6 +218,7 @@ def cmd_encode(args) -> int:
                 "texts": len(texts),
                 "dimension": int(embeddings.shape[1]),
                 "truncated": len(encoder.last_truncated),
+                "skipped_rows": bad_rows(args).total,
             }
         )
     )
@@ -408,7 +417,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="runs/demo")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
-    for command, command_parser in sub.choices.items():  # every command that loads a model
+    for command, command_parser in sub.choices.items():
+        if command not in ("train", "export", "demo"):  # every other command reads a data file
+            command_parser.add_argument(
+                "--on-bad-rows",
+                choices=("error", "skip"),
+                default="error",
+                help="a malformed input row: error (stop, naming file and line) or skip (counted, reported)",
+            )
+        # every command that loads a model
         if command == "train" or any("--model" in a.option_strings for a in command_parser._actions):
             command_parser.add_argument(
                 "--allow-pickle",
@@ -436,10 +453,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     _quiet_libraries()
     try:
-        return args.func(args)
+        status = args.func(args)
     except SbertSiameseError as exc:
         print(f"sbert-siamese {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    skipped = getattr(args, "_bad_rows", None)
+    if skipped is not None and skipped.total:
+        log.warning("--on-bad-rows skip: %s", skipped.summary(3))
+    return status
 
 
 if __name__ == "__main__":

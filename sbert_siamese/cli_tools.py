@@ -13,11 +13,22 @@ from pathlib import Path
 from .errors import ConfigError
 
 
-def _read_pairs(path: str, text_a: str, text_b: str, label: str | None):
+def bad_rows(args):
+    """The command's collector of malformed rows (``--on-bad-rows``); ``cli.main`` reports what it skipped."""
+    from .data import BadRows
+
+    if getattr(args, "_bad_rows", None) is None:
+        args._bad_rows = BadRows(getattr(args, "on_bad_rows", None) or "error")
+    return args._bad_rows
+
+
+def _read_pairs(path: str, text_a: str, text_b: str, label: str | None, bad=None):
     """(texts_a, texts_b, labels or None) from a .csv/.tsv/.jsonl/.parquet pair file."""
     from .examples import read_examples
 
-    examples, _ = read_examples(path, None, [text_a, text_b], "binary" if label else "none", label)
+    examples, _ = read_examples(
+        path, None, [text_a, text_b], "binary" if label else "none", label, bad_rows=bad
+    )
     labels = [e.target for e in examples] if label else None
     return [e.texts[0] for e in examples], [e.texts[1] for e in examples], labels
 
@@ -35,7 +46,7 @@ def cmd_calibrate(args) -> int:
             "pass --output DIR to save the model with its threshold there"
         )
     texts_a, texts_b, labels = _read_pairs(
-        args.pairs, args.text_a_column, args.text_b_column, args.label_column
+        args.pairs, args.text_a_column, args.text_b_column, args.label_column, bad_rows(args)
     )
     model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     threshold = calibrate(
@@ -61,7 +72,9 @@ def cmd_predict(args) -> int:
         raise ConfigError("give --input FILE, or both --a TEXT and --b TEXT")
     model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     if args.input is not None:
-        texts_a, texts_b, _ = _read_pairs(args.input, args.text_a_column, args.text_b_column, None)
+        texts_a, texts_b, _ = _read_pairs(
+            args.input, args.text_a_column, args.text_b_column, None, bad_rows(args)
+        )
     else:
         texts_a, texts_b = [args.a], [args.b]
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
@@ -119,7 +132,7 @@ def cmd_dedup(args) -> int:
         raise ConfigError(
             f"--groups {groups_path}: groups hold lists of members; expected a .jsonl file name"
         )
-    texts = read_texts(args.input, args.column)
+    texts = read_texts(args.input, args.column, bad_rows(args))
     model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     result = find_duplicates(
         model, texts, args.threshold, args.similarity, args.top_k, args.index, args.batch_size,
@@ -166,10 +179,10 @@ def cmd_search(args) -> int:
 
     queries = list(args.query or [])
     if args.queries:
-        queries += read_texts(args.queries, args.column)
+        queries += read_texts(args.queries, args.column, bad_rows(args))
     if not queries:
         raise ConfigError("give --query TEXT (repeatable) or --queries FILE")
-    corpus = read_texts(args.corpus, args.column)
+    corpus = read_texts(args.corpus, args.column, bad_rows(args))
     model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     hits = semantic_search(
         model, corpus, queries, args.top_k, args.index, args.batch_size, args.embeddings,
@@ -202,12 +215,16 @@ def cmd_mine(args) -> int:
     if output.suffix not in (".jsonl", ".csv", ".tsv"):
         raise ConfigError(f"--output {output}: expected a .jsonl, .csv or .tsv file name")
     texts_a, texts_b, labels = _read_pairs(
-        args.pairs, args.text_a_column, args.text_b_column, args.label_column
+        args.pairs, args.text_a_column, args.text_b_column, args.label_column, bad_rows(args)
     )
     labels = labels or [1] * len(texts_a)  # no label column: every pair is a positive
     labelled = [Example((a, b), y) for a, b, y in zip(texts_a, texts_b, labels, strict=True)]
     pairs = [Example(e.texts, None) for e in labelled if e.target == 1]
-    corpus = read_texts(args.corpus, args.column) if args.corpus else [t for e in labelled for t in e.texts]
+    corpus = (
+        read_texts(args.corpus, args.column, bad_rows(args))
+        if args.corpus
+        else [t for e in labelled for t in e.texts]
+    )
     same = known_positives(labelled)  # no member of an anchor's duplicate cluster becomes its negative
     model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     triplets, report = mine_hard_negatives(

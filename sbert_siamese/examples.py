@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,17 @@ import torch
 
 from .data import (
     EXTENSIONS,
+    BadRows,
     PairExample,
     ScoreRange,
+    _decode,
+    _lines,
+    _no_rows,
+    _policy,
+    _show,
     _text,
+    parquet_rows,
+    parquet_table,
     read_stsb,
     table_rows,
 )
@@ -50,24 +59,41 @@ def parse_label(raw, label_names: Sequence[str] | None, num_labels: int, path: s
         value = None
     valid = list(label_names) if label_names else list(range(num_labels))
     if value is None or not 0 <= value < num_labels:
-        raise DataError(f"label {raw!r} is not one of {valid}", path, line)
+        raise DataError(f"label {_show(raw)} is not one of {valid}", path, line, reason="bad_label")
     return value
 
 
-def _rows(path: str, data_format: str, required: Sequence[str]) -> Iterable[tuple[int | None, dict]]:
-    rows = table_rows(path, data_format, required)
+def _group_id(raw, path: str, line: int | None):
+    """A group id as given (a string or a number); null, blank, NaN or a list/object is an error."""
+    bad = (
+        not isinstance(raw, str | int | float)
+        or (isinstance(raw, float) and not math.isfinite(raw))
+        or not str(raw).strip()
+    )
+    if bad:
+        raise DataError(
+            f"group id {_show(raw)} is not usable (expected a non-empty string or a number)",
+            path,
+            line,
+            reason="bad_label",
+        )
+    return raw
+
+
+def _rows(
+    path: str, data_format: str, required: Sequence[str], bad_rows: BadRows
+) -> Iterable[tuple[int | None, dict]]:
+    rows = table_rows(path, data_format, required, bad_rows=bad_rows)
     if rows is not None:
         return rows
     if data_format == "parquet":
-        if not Path(path).exists():
-            raise DataError("file not found", path)
-        import datasets
-
-        ds = datasets.Dataset.from_parquet(path)
-        missing = [c for c in required if c not in ds.column_names]
+        table = parquet_table(path, "examples")
+        missing = [c for c in required if c not in table.column_names]
         if missing:
-            raise DataError(f"missing column(s) {missing}; found {ds.column_names}", path)
-        return ((None, row) for row in ds)
+            raise DataError(
+                f"missing column(s) {missing}; found {table.column_names}", path, reason="columns_not_found"
+            )
+        return enumerate(parquet_rows(table), start=1)  # rows count from 1, like lines
     raise ConfigError(
         f"{path}: data_format {data_format!r} cannot hold these columns; "
         "use csv, tsv, tsv_quoted, jsonl or parquet"
@@ -84,6 +110,7 @@ def read_examples(
     label_names: Sequence[str] | None = None,
     num_labels: int = 2,
     key_columns: Sequence[str] | None = None,
+    bad_rows: BadRows | None = None,
 ) -> tuple[list[Example], list[tuple[str, ...]]]:
     """Read examples with ``len(text_columns)`` texts each.
 
@@ -92,47 +119,58 @@ def read_examples(
             ``label_names``), ``group`` (any id, kept as given), or ``none``.
         key_columns: optional per-text identity columns (e.g. Quora's ``qid1, qid2``) returned alongside,
             for question-level splits; defaults to the normalised texts.
+        bad_rows: what to do with a malformed row (``data.BadRows``); None raises on the first one.
 
     Returns:
-        (examples, keys): ``keys[i]`` holds one key per text of example i.
+        (examples, keys): ``keys[i]`` holds one key per text of example i. ``source`` is ``file:line``
+        (parquet: ``file:row``, rows counted from 1).
     """
     path = str(path)
     score_range = score_range or ScoreRange()
+    bad_rows = _policy(bad_rows)
     fmt = data_format or EXTENSIONS.get(Path(path).suffix.lower())
     if fmt == "senteval":
-        return _read_senteval(path, target, label_names, n_labels_for(target, num_labels))
+        return _read_senteval(path, target, label_names, n_labels_for(target, num_labels), bad_rows)
     if fmt == "stsb":
         if target != "score":
             raise ConfigError(
                 f"{path}: the stsb format holds scored pairs; target {target!r} needs another format"
             )
-        pairs = read_stsb(path, score_range)
+        pairs = read_stsb(path, score_range, bad_rows)
         return from_pairs(pairs), [(normalise(p.text_a), normalise(p.text_b)) for p in pairs]
     if target != "none" and not target_column:
         raise ConfigError(f"target {target!r} needs a target column (score_column / label_column)")
     required = list(text_columns) + ([target_column] if target != "none" else []) + list(key_columns or [])
+    before = bad_rows.total
     examples, keys = [], []
     n_labels = 2 if target == "binary" else num_labels
-    for line_no, row in _rows(path, fmt, required):
-        for column in required:
-            if column not in row:
-                raise DataError(
-                    f"missing column {column!r}; found columns {sorted(map(str, row))}", path, line_no
-                )
-        texts = tuple(_text(row[c], f"column {c!r}", path, line_no) for c in text_columns)
-        if target == "score":
-            value = score_range.scale(row[target_column], path, line_no)
-        elif target in ("binary", "class"):
-            value = parse_label(row[target_column], label_names, n_labels, path, line_no)
-        elif target == "group":
-            value = row[target_column]
-        else:
-            value = None
+    for line_no, row in _rows(path, fmt, required, bad_rows):
+        try:
+            for column in required:
+                if column not in row:
+                    raise DataError(
+                        f"missing column {column!r}; found columns {sorted(map(str, row))}",
+                        path,
+                        line_no,
+                        reason="missing_column",
+                    )
+            texts = tuple(_text(row[c], f"column {c!r}", path, line_no) for c in text_columns)
+            if target == "score":
+                value = score_range.scale(row[target_column], path, line_no)
+            elif target in ("binary", "class"):
+                value = parse_label(row[target_column], label_names, n_labels, path, line_no)
+            elif target == "group":
+                value = _group_id(row[target_column], path, line_no)
+            else:
+                value = None
+        except DataError as err:
+            bad_rows.handle(err)
+            continue
         where = f"{path}:{line_no}" if line_no is not None else path
         examples.append(Example(texts, value, where))
         keys.append(tuple(str(row[c]) for c in key_columns) if key_columns else tuple(map(normalise, texts)))
     if not examples:
-        raise DataError("no examples found", path)
+        raise _no_rows("pairs" if len(text_columns) == 2 else "examples", path, bad_rows, before)
     return examples, keys
 
 
@@ -140,28 +178,45 @@ def n_labels_for(target: str, num_labels: int) -> int:
     return 2 if target == "binary" else num_labels
 
 
-def _read_senteval(path: str, target: str, label_names, num_labels: int):
+def _read_senteval(path: str, target: str, label_names, num_labels: int, bad_rows: BadRows | None = None):
     """SentEval/InferSent NLI layout: ``path`` = ``folder/SPLIT`` for aligned files ``folder/s1.SPLIT``,
-    ``folder/s2.SPLIT`` and ``folder/labels.SPLIT`` (one item per line)."""
-    from .data import _lines, _read_text
-
-    folder, split = Path(path).parent, Path(path).name
-    files = [folder / f"{part}.{split}" for part in ("s1", "s2", "labels")]
-    columns = [[line for _, line in _lines(_read_text(f, "one item per line"))] for f in files]
-    columns = [c[:-1] if c and not c[-1].strip() else c for c in columns]  # final newline
-    if len({len(c) for c in columns}) != 1:
-        raise DataError(
-            f"s1/s2/labels files differ in length: {[len(c) for c in columns]}", str(folder / split)
-        )
+    ``folder/s2.SPLIT`` and ``folder/labels.SPLIT`` (one item per line). Under ``skip`` a bad line drops
+    the row (line i of the three files) it belongs to."""
+    bad_rows = _policy(bad_rows)
     if target not in ("class", "binary"):
         raise ConfigError(f"{path}: the senteval format holds labelled pairs; target {target!r} does not fit")
+    before = bad_rows.total
+    folder, split = Path(path).parent, Path(path).name
+    files = [folder / f"{part}.{split}" for part in ("s1", "s2", "labels")]
+    decoded = [_decode(f, "one item per line", bad_rows) for f in files]
+    columns = []
+    for text, bad_lines in decoded:
+        lines = [line for _, line in _lines(text)]
+        if lines and not lines[-1].strip() and len(lines) not in bad_lines:
+            lines.pop()  # the newline that ends the last line
+        columns.append(lines)
+    if len({len(c) for c in columns}) != 1:
+        raise DataError(
+            f"s1/s2/labels files differ in length: {[len(c) for c in columns]}",
+            str(folder / split),
+            reason="misaligned_files",
+        )
+    dropped = set().union(*(lines for _, lines in decoded))  # counted as invalid_utf8 already
     examples, keys = [], []
     for i, (a, b, label) in enumerate(zip(*columns, strict=True), start=1):
+        if i in dropped:
+            continue
         where = str(files[0])
-        texts = (_text(a, "s1", where, i).strip(), _text(b, "s2", str(files[1]), i).strip())
-        value = parse_label(label, label_names, num_labels, str(files[2]), i)
+        try:
+            texts = (_text(a, "s1", where, i).strip(), _text(b, "s2", str(files[1]), i).strip())
+            value = parse_label(label, label_names, num_labels, str(files[2]), i)
+        except DataError as err:
+            bad_rows.handle(err)
+            continue
         examples.append(Example(texts, value, f"{where}:{i}"))
         keys.append(tuple(map(normalise, texts)))
+    if not examples:
+        raise _no_rows("pairs", str(folder / split), bad_rows, before)
     return examples, keys
 
 

@@ -10,16 +10,21 @@ Order (each step fails with a file:line error before any model loads):
 3. ``extra_train_data`` joins train, minus any pair that shares a question with dev or test;
 4. ``derive: positives`` keeps the duplicate pairs as (anchor, positive) for in-batch negatives;
    ``derive: groups`` turns duplicate clusters into group-labelled texts for batch-mined triplets.
+
+Malformed rows follow ``on_bad_rows``: ``error`` stops at the first one (file:line and what was expected);
+``skip`` leaves them out, logs one warning with the count by reason and the first examples, and adds
+``data/skipped_rows`` and ``data/skipped_rows/<reason>`` to ``TaskData.stats`` (hence to metrics.json).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import TrainConfig
-from .data import Columns, ScoreRange, load_pairs
+from .data import BadRows, Columns, ScoreRange, load_pairs
 from .errors import ConfigError
 from .evaluation import PairClassificationEvaluator, STSEvaluator
 from .examples import (
@@ -33,6 +38,8 @@ from .examples import (
 )
 from .objectives import Objective
 from .splits import split_by_question
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,6 +57,8 @@ class TaskData:
     negative_rows: list[Example] = field(default_factory=list)
     # group id -> group ids linked by a labelled non-duplicate (labelled_negatives with derive: groups)
     group_neighbours: dict | None = None
+    # the rows skipped as malformed (on_bad_rows: skip), counted by reason
+    bad_rows: BadRows | None = None
 
 
 def _paths(value) -> list[str]:
@@ -78,7 +87,9 @@ def source_config(config: TrainConfig, source) -> tuple[TrainConfig, str]:
     return dataclasses.replace(config, **overrides), source["path"]
 
 
-def _read(config: TrainConfig, source, target: str) -> tuple[list[Example], list[tuple[str, ...]]]:
+def _read(
+    config: TrainConfig, source, target: str, bad_rows: BadRows | None = None
+) -> tuple[list[Example], list[tuple[str, ...]]]:
     config, source = source_config(config, source)
     if config.data_format in ("stsb", "hf"):
         if target != "score":
@@ -93,6 +104,7 @@ def _read(config: TrainConfig, source, target: str) -> tuple[list[Example], list
             config.data_dir,
             columns,
             ScoreRange(config.score_min, config.score_max),
+            bad_rows,
         )
         examples = from_pairs(pairs)
         return examples, [tuple(normalise(t) for t in e.texts) for e in examples]
@@ -111,10 +123,19 @@ def _read(config: TrainConfig, source, target: str) -> tuple[list[Example], list
         config.label_names,
         config.num_labels,
         config.key_columns,
+        bad_rows,
     )
 
 
-def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
+def prepare_data(config: TrainConfig, objective: Objective, bad_rows: BadRows | None = None) -> TaskData:
+    """Read and arrange the data of ``config`` for ``objective`` (see the module docstring).
+
+    ``bad_rows`` collects the malformed rows of every read; by default a new ``BadRows(config.on_bad_rows)``.
+    Pass one to share the count between several calls (the main task and the ``tasks``): each call logs
+    what it skipped, and ``stats`` holds the collector's running totals."""
+    if bad_rows is None:
+        bad_rows = BadRows(config.on_bad_rows)
+    start = bad_rows.copy()
     derived = config.derive != "none"
     if derived and objective.target not in ("none", "group"):
         raise ConfigError(
@@ -136,7 +157,7 @@ def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
 
     train, train_keys = [], []
     for source in _paths(config.train_data):
-        examples, keys = _read(config, source, read_target)
+        examples, keys = _read(config, source, read_target, bad_rows)
         train += examples
         train_keys += keys
     stats: dict[str, float] = {}
@@ -156,13 +177,13 @@ def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
         stats.update({f"data/{n}_pairs": len(p) for n, p in parts.items()})
     else:
         held_out = set()
-        dev = _read(config, config.dev_data, eval_target)[0] if config.dev_data else None
-        test = _read(config, config.test_data, eval_target)[0] if config.test_data else None
+        dev = _read(config, config.dev_data, eval_target, bad_rows)[0] if config.dev_data else None
+        test = _read(config, config.test_data, eval_target, bad_rows)[0] if config.test_data else None
         for part in (dev, test):
             for e in part or []:
                 held_out.update(normalise(t) for t in e.texts)
     for source in _paths(config.extra_train_data) if config.extra_train_data else []:
-        examples, keys = _read(config, source, read_target)
+        examples, keys = _read(config, source, read_target, bad_rows)
         kept = [e for e, key in zip(examples, keys, strict=True) if not (set(key) & held_out)]
         label = Path(source["path"] if isinstance(source, dict) else source).name
         stats[f"data/extra_dropped_shared_question/{label}"] = len(examples) - len(kept)
@@ -173,7 +194,7 @@ def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
             raise ConfigError(
                 f"extra_test_data entries need a 'name' (the metric prefix) and a 'path': {source}"
             )
-        extra_tests[source["name"]] = _read(config, source, eval_target)[0]
+        extra_tests[source["name"]] = _read(config, source, eval_target, bad_rows)[0]
     if config.drop_test_overlap:
         test_texts = {
             normalise(t) for part in [test or [], *extra_tests.values()] for e in part for t in e.texts
@@ -219,8 +240,13 @@ def prepare_data(config: TrainConfig, objective: Objective) -> TaskData:
             "pair-classification evaluation needs 0/1 labels; NLI-style evaluation on STS comes "
             "from scored dev/test data"
         )
+    skipped = bad_rows.since(start)
+    if skipped.total:
+        logger.warning("on_bad_rows: skip: %s", skipped.summary(3))
+    if bad_rows.total:
+        stats.update(bad_rows.to_stats())
     return TaskData(
-        train, dev, test, eval_target, stats, extra_tests, corpus, same, negative_rows, neighbours
+        train, dev, test, eval_target, stats, extra_tests, corpus, same, negative_rows, neighbours, bad_rows
     )
 
 

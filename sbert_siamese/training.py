@@ -268,6 +268,8 @@ def train(
     data = _in_memory(datasets, objective) if datasets is not None else prepare_data(config, objective)
     _check_shapes(data.train, objective, config)
     extra_tasks = [_extra_task(config, spec, data, i) for i, spec in enumerate(config.tasks or [], start=1)]
+    if extra_tasks and data.bad_rows is not None and data.bad_rows.total:
+        data.stats.update(data.bad_rows.to_stats())  # the main task's counts plus the extra tasks' rows
     dev_eval = make_evaluator(data.dev, "dev", data, config, objective)
     test_eval = make_evaluator(data.test, "test", data, config, objective)
     extra_evals = [
@@ -386,6 +388,13 @@ def train(
         _loader(t.examples, t.collator, t.config, neighbours if i == 0 else None, pin)
         for i, t in enumerate(tasks)
     ]
+    for task, loader in zip(tasks, loaders, strict=True):
+        if len(loader) == 0:
+            raise ConfigError(
+                f"task {task.name}: sampler {task.config.sampler} cannot fill one batch of "
+                f"{task.config.batch_size} from {len(task.examples)} training examples; lower batch_size "
+                "(or use sampler: random, which allows a last partial batch)"
+            )
     steps_per_epoch = math.ceil(sum(len(loader) for loader in loaders) / config.gradient_accumulation_steps)
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:  # as in the HF Trainer, max_steps overrides epochs
@@ -686,7 +695,7 @@ def _extra_task(config: TrainConfig, spec: dict, main: TaskData, index: int):
     for key in ("hard_negatives", "labelled_negatives"):
         if spec.get(key):
             raise ConfigError(f"tasks[{index}]: {key} applies to the main task only")
-    data = prepare_data(task_config, objective)
+    data = prepare_data(task_config, objective, bad_rows=main.bad_rows)
     held_out = {normalise(t) for part in (main.dev or [], main.test or []) for e in part for t in e.texts}
     examples = [e for e in data.train if not any(normalise(t) in held_out for t in e.texts)]
     _check_shapes(examples, objective, task_config)

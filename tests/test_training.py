@@ -165,6 +165,15 @@ def test_bad_data_fails_before_the_model_loads(tmp_path):
         train(cfg)
 
 
+def test_a_sampler_that_cannot_fill_a_batch_is_refused_at_start(tiny_bert_dir, tmp_path):
+    pairs = [PairExample(f"text {i}", f"other {i}", 0.5) for i in range(5)]
+    cfg = config(
+        tmp_path, tiny_bert_dir, batch_size=8, sampler="no_duplicates", dev_data=None, test_data=None
+    )
+    with pytest.raises(ConfigError, match="sampler no_duplicates cannot fill one batch of 8 from 5"):
+        train(cfg, datasets={"train": pairs, "dev": None, "test": None}, save=False)
+
+
 def test_fp16_on_cpu_is_refused(tiny_bert_dir, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
