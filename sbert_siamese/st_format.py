@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ from .dense import Dense
 from .errors import ConfigError, ModelFormatError, OutputError
 from .pooling import Pooling
 from .resolve import resolve_model_path
-from .safe_io import inside, output_error, staged_dir
+from .safe_io import inside, output_error, staged_dir, writing
 
 ST_TYPES = {
     "Transformer": "sentence_transformers.models.Transformer",
@@ -43,8 +42,6 @@ ST_TYPES = {
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "pytorch_model.pt")
 MODULE_PICKLES = ("pytorch_model.bin", "model.pt", "pytorch_model.pt")  # a Dense or head folder
 PICKLE_FLAG = "allow_pickle=True (--allow-pickle on the command line)"
-# Rust libraries (safetensors, tokenizers) report I/O failures as plain exceptions: "... (os error 28)".
-_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 def _write_json(path: Path, data) -> None:
@@ -63,24 +60,10 @@ def _read_json(path: Path) -> dict | list:
 
 
 # ------------------------------------------------------------------------------------------------ saving
-@contextlib.contextmanager
-def library_writing(path: str | Path, what: str = "the model") -> Iterator[None]:
-    """Like ``safe_io.writing`` (an ``OutputError`` naming ``path``: disk full, permission denied...), for
-    writes that go through libraries: also catches the plain exceptions safetensors and tokenizers raise for
-    I/O errors (``... (os error 28)``). Names ``path`` (the final folder), not the temporary file."""
-    try:
-        yield
-    except OutputError:
-        raise
-    except OSError as exc:
-        plain = OSError(exc.errno, exc.strerror) if exc.errno is not None else exc
-        raise output_error(plain, path, what) from None
-    except Exception as exc:
-        match = _RUST_OS_ERROR.search(str(exc))
-        if match is None:
-            raise
-        code = int(match.group(1))
-        raise output_error(OSError(code, os.strerror(code)), path, what) from None
+def library_writing(path: str | Path, what: str = "the model"):
+    """``safe_io.writing`` for writes that go through libraries (it also maps the "(os error N)" exceptions
+    of safetensors and tokenizers); names ``path`` (the final folder), not the temporary file."""
+    return writing(path, what)
 
 
 def is_model_dir(path: Path) -> bool:

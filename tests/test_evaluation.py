@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
-from sbert_siamese.cli import read_texts
-from sbert_siamese.data import PairExample
+from sbert_siamese.data import PairExample, read_texts
 from sbert_siamese.errors import ConfigError, DataError
 from sbert_siamese.evaluation import SIMILARITIES, STSEvaluator, pairwise_similarities
 
