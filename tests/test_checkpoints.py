@@ -119,6 +119,37 @@ def test_interrupted_run_resumes_to_the_same_weights_and_metrics(dropout_bert, t
     assert [r.get("loss", 0) for r in log] == pytest.approx([r.get("loss", 0) for r in ref_log], abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"gradient_accumulation_steps": 2},  # checkpoints fall on optimizer steps, not micro-batches
+        {  # two tasks drawn at random in proportion to their sizes: the draws must continue too
+            "tasks": [{"name": "cosent", "loss": "cosent", "train_data": "train.tsv", "batch_size": 4}],
+            "task_sampling": "proportional",
+        },
+        {"sampler": "length_grouped", "keep_best": False, "eval_steps": 0},
+    ],
+    ids=["accumulation", "two-tasks", "length-grouped"],
+)
+def test_resume_with_accumulation_tasks_and_samplers(dropout_bert, tmp_path, monkeypatch, extra):
+    values = dict(max_steps=18, checkpoint_steps=6, **extra)
+    train(TrainConfig(**settings(dropout_bert, tmp_path / "ref", **values)))
+    saved, calls = checkpoints.save_checkpoint, []
+
+    def save_then_stop(*args, **kwargs):
+        calls.append(saved(*args, **kwargs))
+        if len(calls) == 2:
+            raise Stop
+        return calls[-1]
+
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_stop)
+    with pytest.raises(Stop):
+        train(TrainConfig(**settings(dropout_bert, tmp_path / "run", **values)))
+    monkeypatch.setattr(checkpoints, "save_checkpoint", saved)
+    train(TrainConfig(**settings(dropout_bert, tmp_path / "run", resume=True, **values)))
+    assert_same(outcome(tmp_path / "run"), outcome(tmp_path / "ref"))
+
+
 KILLER = textwrap.dedent(
     """
     import os, signal, sys

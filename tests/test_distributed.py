@@ -19,6 +19,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from sbert_siamese import checkpoints
+
 DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
 
 
@@ -124,3 +126,28 @@ def test_two_processes_resume_from_a_checkpoint(tiny_bert_dir, recipe, tmp_path)
     for key, value in reference.items():
         if key.startswith(("sts-", "initial/")):
             assert resumed[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_two_processes_stop_together_when_the_loss_diverges(tiny_bert_dir, recipe, tmp_path):
+    """A learning rate of 1e3 makes the loss NaN within a few steps; every process must stop at the same
+    step (none left waiting in a collective), with the message, and the last checkpoint intact."""
+    recipe.write_text(
+        recipe.read_text() + "loss: cosine\nlearning_rate: 1.0e+3\nmax_grad_norm: 0\nmax_steps: 30\n"
+        "checkpoint_steps: 2\ndev_data: null\n"
+    )
+    out = tmp_path / "out"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", "29519"]  # fmt: skip
+    cmd = [*launch, "-m", "sbert_siamese.cli", "train", str(recipe), "--model", str(tiny_bert_dir),
+           "--data-dir", str(DEMO), "--output-dir", str(out), "-q"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode != 0
+    stops = [line for line in result.stderr.splitlines() if "training stopped at step" in line]
+    assert len(stops) == 2, result.stderr[-3000:]  # both processes, at the same step
+    assert stops[0].split("training stopped at")[1] == stops[1].split("training stopped at")[1]
+    assert "the loss is nan" in stops[0] or "the loss is inf" in stops[0]
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert kept and checkpoints.verify(out / "checkpoints" / kept[-1]) is None
+    assert not (out / "model.safetensors").exists()
