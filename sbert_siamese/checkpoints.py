@@ -186,11 +186,15 @@ def verify(path: Path) -> str | None:
     try:
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
         files = manifest["files"]
+        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+            return f"{MANIFEST} is damaged (files is not a name -> checksum mapping)"
         if manifest.get("format") != FORMAT:
             return f"format {manifest.get('format')!r}, this version reads {FORMAT}"
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
         return f"{MANIFEST} is damaged ({type(exc).__name__})"
     for name, expected in files.items():
+        if "/" in name or "\\" in name or name in (".", ".."):
+            return f"{MANIFEST} names a file outside the checkpoint ({name!r})"
         file = path / name
         if not file.is_file():
             return f"{name} is missing"

@@ -8,6 +8,7 @@ with a one-line message and exit status 2.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import numpy as np
 from .cli_tools import bad_rows
 from .data import read_texts_with_lines
 from .errors import ConfigError, SbertSiameseError
+from .safe_io import atomic_write_bytes, atomic_write_text, describe_os_error
 
 log = logging.getLogger("sbert_siamese.cli")
 
@@ -188,11 +190,13 @@ def cmd_encode(args) -> int:
         raise ConfigError(f"--output {output}: expected a .npy file name or a directory (sharded, resumable)")
     texts, lines = read_texts_with_lines(args.input, args.column, bad_rows(args))
     encoder = SiameseEncoder.from_pretrained(args.model, allow_pickle=args.allow_pickle)
-    if bad_rows(args).total:  # rows were skipped: say which input line each output row comes from
-        lines_file = output / "lines.txt" if output.suffix != ".npy" else output.with_suffix(".lines.txt")
-        lines_file.parent.mkdir(parents=True, exist_ok=True)
-        lines_file.write_text("".join(f"{n}\n" for n in lines), encoding="utf-8")
-        log.warning("rows were skipped: row i of the output is input line %s[i]", lines_file)
+
+    def write_lines() -> None:  # rows were skipped: which input line each output row comes from
+        if bad_rows(args).total:
+            lines_file = output / "lines.txt" if output.suffix != ".npy" else output.with_suffix(".lines.txt")
+            atomic_write_text(lines_file, "".join(f"{n}\n" for n in lines), "the line numbers")
+            log.warning("rows were skipped: row i of the output is input line %s[i]", lines_file)
+
     if output.suffix != ".npy":  # a directory: shards on disk, a rerun continues an interrupted encode
         from .streaming import encode_to_disk, weights_fingerprint
 
@@ -203,14 +207,17 @@ def cmd_encode(args) -> int:
             encoder, texts, output, args.shard_size, args.batch_size, args.normalize, identity,
             show_progress_bar=not args.quiet, backend=args.backend,
         )  # fmt: skip
+        write_lines()
         print(json.dumps({"output": str(output), **report}))
         return 0
     embeddings = encoder.encode(
         texts, batch_size=args.batch_size, show_progress_bar=not args.quiet, normalize=args.normalize,
         backend=args.backend, precision=args.precision,
     )  # fmt: skip
-    output.parent.mkdir(parents=True, exist_ok=True)
-    np.save(output, embeddings)
+    buffer = io.BytesIO()
+    np.save(buffer, embeddings)
+    atomic_write_bytes(output, buffer.getvalue(), "the embeddings")
+    write_lines()
     print(
         json.dumps(
             {
@@ -456,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         status = args.func(args)
     except SbertSiameseError as exc:
         print(f"sbert-siamese {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the command itself opens (e.g. --output): one line, not a traceback
+        print(f"sbert-siamese {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     skipped = getattr(args, "_bad_rows", None)
     if skipped is not None and skipped.total:

@@ -70,13 +70,13 @@ def cmd_predict(args) -> int:
 
     if args.input is None and (args.a is None or args.b is None):
         raise ConfigError("give --input FILE, or both --a TEXT and --b TEXT")
-    model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
-    if args.input is not None:
+    if args.input is not None:  # the data first: a bad row fails before the model loads
         texts_a, texts_b, _ = _read_pairs(
             args.input, args.text_a_column, args.text_b_column, None, bad_rows(args)
         )
     else:
         texts_a, texts_b = [args.a], [args.b]
+    model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
         if model.head is not None and args.threshold is None:
@@ -120,7 +120,7 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 
 
 def cmd_dedup(args) -> int:
-    from .data import read_texts
+    from .data import read_texts_with_lines
     from .dedup import find_duplicates
     from .model import SiameseModel
 
@@ -132,7 +132,8 @@ def cmd_dedup(args) -> int:
         raise ConfigError(
             f"--groups {groups_path}: groups hold lists of members; expected a .jsonl file name"
         )
-    texts = read_texts(args.input, args.column, bad_rows(args))
+    texts, lines = read_texts_with_lines(args.input, args.column, bad_rows(args))
+    skipping = bad_rows(args).skip  # i, j count kept texts; their input lines are given too
     model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     result = find_duplicates(
         model, texts, args.threshold, args.similarity, args.top_k, args.index, args.batch_size,
@@ -140,6 +141,7 @@ def cmd_dedup(args) -> int:
     )  # fmt: skip
     pairs = [
         {"i": i, "j": j, "score": round(score, 6), "text_i": texts[i], "text_j": texts[j]}
+        | ({"line_i": lines[i], "line_j": lines[j]} if skipping else {})
         for i, j, score in result.pairs
     ]
     _write_rows(output, pairs)
@@ -152,6 +154,7 @@ def cmd_dedup(args) -> int:
             "members": group.members,
             "texts": [texts[m] for m in group.members],
         }
+        | ({"member_lines": [lines[m] for m in group.members]} if skipping else {})
         for g, group in enumerate(result.groups)
     ]
     _write_rows(groups_path, groups)
@@ -173,7 +176,7 @@ def cmd_dedup(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- search
 def cmd_search(args) -> int:
-    from .data import read_texts
+    from .data import read_texts, read_texts_with_lines
     from .dedup import semantic_search
     from .model import SiameseModel
 
@@ -182,7 +185,8 @@ def cmd_search(args) -> int:
         queries += read_texts(args.queries, args.column, bad_rows(args))
     if not queries:
         raise ConfigError("give --query TEXT (repeatable) or --queries FILE")
-    corpus = read_texts(args.corpus, args.column, bad_rows(args))
+    corpus, lines = read_texts_with_lines(args.corpus, args.column, bad_rows(args))
+    skipping = bad_rows(args).skip  # "index" counts kept texts; "line" is the corpus line
     model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     hits = semantic_search(
         model, corpus, queries, args.top_k, args.index, args.batch_size, args.embeddings,
@@ -193,6 +197,7 @@ def cmd_search(args) -> int:
         for query, row in zip(queries, hits, strict=True):
             results = [
                 {"rank": r, "index": i, "score": round(s, 6), "text": corpus[i]}
+                | ({"line": lines[i]} if skipping else {})
                 for r, (i, s) in enumerate(row, 1)
             ]
             out.write(json.dumps({"query": query, "results": results}, ensure_ascii=False) + "\n")

@@ -14,7 +14,6 @@ columns, no rows left) are raised under either policy.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -349,7 +348,11 @@ def _rows_from_table(
 ) -> Iterator[tuple[int, dict]]:
     bad_rows = _policy(bad_rows)
     text, dropped = _decode(path, expected, bad_rows)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    # Lines end at \n only, as everywhere else here: the csv module would also end a line at a bare \r,
+    # and then its line numbers (and the rows dropped for bad bytes) would drift from the file's.
+    pieces = text.split("\n")
+    physical = [piece + "\n" for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
+    reader = csv.reader(physical, delimiter=delimiter, quoting=quoting)
     header = None
     end = 0  # the last line of the previous record
     bad_lines, next_bad = sorted(dropped), 0  # lines with invalid UTF-8, and the first not yet passed

@@ -43,6 +43,13 @@ def output_error(exc: OSError, path: str | Path, what: str = "output") -> Output
 _LIBRARY_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
+def describe_os_error(exc: OSError) -> str:
+    """``path: problem; what to do`` for an ``OSError`` (the CLI's one-line message)."""
+    problem, advice = _ADVICE.get(exc.errno, (exc.strerror or str(exc), "check the path and try again"))
+    where = exc.filename if exc.filename is not None else "a file"
+    return f"{where}: {problem}; {advice}"
+
+
 @contextlib.contextmanager
 def writing(path: str | Path, what: str = "output") -> Iterator[None]:
     """Convert any ``OSError`` raised inside the block (and the plain "os error N" exceptions of Rust-backed
@@ -119,36 +126,71 @@ def staging_path(final: Path) -> Path:
 
 
 @contextlib.contextmanager
-def staged_dir(final: str | Path, what: str = "output folder") -> Iterator[Path]:
+def staged_dir(final: str | Path, what: str = "output folder", carry: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield a new empty folder beside ``final``; when the block ends without error it replaces ``final``
     (an existing ``final`` is renamed aside first and removed only after the new one is in place).
 
-    A crash leaves either the old folder or the new one at ``final`` (plus a hidden ``.NAME.incomplete-*``
-    or ``.NAME.old-*`` folder beside it), never a half-written folder under the final name."""
+    ``carry``: names of entries of the old ``final`` (e.g. ``checkpoints``) moved into the new folder after
+    the swap, instead of being removed with the old folder. A symlink at ``final`` is followed: the link
+    stays and its target is replaced.
+
+    On an error the staging folder is removed and the old folder is put back if it had been moved aside, so
+    ``final`` is as it was. A process killed between the two renames leaves the old folder as
+    ``.NAME.old-*`` beside a missing ``final``: ``recover(final)`` (called before each run writes there)
+    puts it back."""
     final = Path(final)
+    if final.is_symlink():
+        final = final.resolve()
+    recover(final)
     stage = staging_path(final)
-    with writing(final.parent / stage.name, what):
+    with writing(final, what):
         final.parent.mkdir(parents=True, exist_ok=True)
         stage.mkdir()
+    old = None
     try:
-        with writing(stage, what):
+        with writing(final, what):
             yield stage
             for file in stage.rglob("*"):  # the data reaches the disk before the rename makes it visible
                 if file.is_file():
                     with open(file, "rb") as fh:
                         os.fsync(fh.fileno())
-        with writing(final, what):
-            old = None
-            if final.exists() or final.is_symlink():
+            for name in carry:  # must not exist in the new folder: the old one's entry moves in below
+                if (stage / name).exists():
+                    raise OutputError(
+                        f"{what}: {name} is written by the new content and cannot be carried over"
+                    )
+            if final.exists():
                 old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
                 os.replace(final, old)
             os.replace(stage, final)
             _fsync_dir(final.parent)
-            if old is not None:
-                if old.is_dir() and not old.is_symlink():
-                    shutil.rmtree(old, ignore_errors=True)
-                else:
-                    old.unlink()
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        if old is not None and old.exists() and not final.exists():
+            os.replace(old, final)  # the swap did not happen: the old folder goes back
         raise
+    if old is not None:
+        with writing(final, what):
+            for name in carry:
+                if (old / name).exists():
+                    os.replace(old / name, final / name)
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink()
+
+
+def recover(final: str | Path) -> None:
+    """Undo a swap that a killed process left half done: ``final`` missing and exactly one
+    ``.NAME.old-*`` beside it, which is renamed back. Leftover ``.NAME.incomplete-*`` staging folders
+    (never complete by construction) are removed."""
+    final = Path(final)
+    parent = final.parent
+    if not parent.is_dir():
+        return
+    with writing(final, "a left-over folder"):
+        for entry in parent.glob(f".{final.name}.incomplete-*"):
+            shutil.rmtree(entry, ignore_errors=True)
+        olds = sorted(parent.glob(f".{final.name}.old-*"))
+        if not final.exists() and len(olds) == 1:
+            os.replace(olds[0], final)

@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
@@ -67,22 +68,26 @@ def library_writing(path: str | Path, what: str = "the model"):
 
 
 def is_model_dir(path: Path) -> bool:
-    return (path / "modules.json").is_file() or (path / "config.json").is_file()
+    """A sentence-transformers / sbert-siamese model folder (a bare ``config.json`` is not enough: many
+    projects have one)."""
+    return (path / "modules.json").is_file() or (path / "sbert_siamese.json").is_file()
 
 
 def save_target(path: str | Path) -> Path:
     """The folder a save builds beside and then replaces: absolute, a symlink followed (the link stays and
     points at the new model). Refused (``OutputError``): a file; a non-empty folder that holds no model (no
-    ``modules.json`` / ``config.json``), which saving would wipe; the current working directory or a folder
-    holding it. An empty folder, a missing one or an earlier model directory are fine."""
+    ``modules.json`` / ``sbert_siamese.json``), which saving would wipe; the current working directory or a
+    folder holding it, the home folder and ``/``. An empty folder, a missing one or an earlier model
+    directory are fine."""
     given = Path(os.path.abspath(path))
     try:
         target = given.resolve() if given.is_symlink() else given
         cwd = Path.cwd().resolve()
-        if target.resolve() == cwd or target.resolve() in cwd.parents:
+        protected = (Path.home().resolve(), Path("/"))
+        if target.resolve() == cwd or target.resolve() in cwd.parents or target.resolve() in protected:
             raise OutputError(
-                f"cannot save a model to {given}: it is the current working directory (or holds it), which "
-                "saving would replace; save into a subfolder"
+                f"cannot save a model to {given}: it is the current working directory (or holds it), the "
+                "home folder or /, which saving would replace; save into a subfolder"
             )
         if target.exists():
             if not target.is_dir():
@@ -90,8 +95,8 @@ def save_target(path: str | Path) -> Path:
             if any(target.iterdir()) and not is_model_dir(target):
                 raise OutputError(
                     f"cannot save a model to {given}: the folder is not empty and holds no model (no "
-                    "modules.json or config.json); saving replaces the whole folder, so choose a new or "
-                    "empty folder"
+                    "modules.json or sbert_siamese.json); saving replaces the whole folder, so choose a new "
+                    "or empty folder"
                 )
     except OutputError:
         raise
@@ -271,7 +276,7 @@ def _load_transformer(folder: Path, allow_pickle: bool = False):
         # Pickle files go through torch.load(weights_only=True) inside transformers.
         model = AutoModel.from_pretrained(folder, use_safetensors=safetensors, trust_remote_code=False)
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:  # SafetensorError: truncated
         detail = " ".join(str(exc).split())[:400]
         raise ModelFormatError(
             f"{folder}: transformers could not load it ({type(exc).__name__}: {detail})"

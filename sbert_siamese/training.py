@@ -11,9 +11,11 @@ noise (dropout masks aside).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -33,7 +35,7 @@ from .calibration import calibrate, pair_scores
 from .config import TrainConfig
 from .data import PairExample
 from .encoder import SiameseEncoder
-from .errors import CheckpointError, ConfigError, TrainingDivergedError
+from .errors import CheckpointError, ConfigError, OutputError, TrainingDivergedError
 from .evaluation import PairClassificationEvaluator
 from .evaluation_ranking import DuplicateMiningEvaluator
 from .examples import Example, ExampleCollator, from_pairs, normalise
@@ -41,7 +43,7 @@ from .heads import WeightedL1Head
 from .mining import group_neighbours, mine_hard_negatives
 from .model import SiameseModel
 from .objectives import Objective, ObjectiveParams, get_objective, make_head
-from .safe_io import staged_dir, writing
+from .safe_io import recover, staged_dir, writing
 from .samplers import GroupBatchSampler, LengthGroupedBatchSampler, NoDuplicatesBatchSampler
 from .task_data import SOURCE_KEYS, TaskData, make_evaluator, prepare_data
 
@@ -61,8 +63,10 @@ def _check_output_dir(config: TrainConfig) -> Path:
     """The output folder may be new or empty; a non-empty one needs ``resume`` (continue its checkpoints)
     or ``overwrite`` (replace it once the new model is complete; its old checkpoints go now)."""
     out = Path(config.output_dir)
+    recover(out)  # a save that a killed process left half done: put the previous folder back
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output_dir {out} exists and is not a directory")
+    _check_writable_beside(out)
     if config.resume:
         if config.overwrite:
             raise ConfigError("resume continues the run in output_dir and overwrite replaces it: pick one")
@@ -85,11 +89,29 @@ def _check_output_dir(config: TrainConfig) -> Path:
             f"output_dir {out} is {resolved}, which holds the current folder or is a home or root folder; "
             "overwrite would replace it: choose a folder of its own"
         )
-    if saved:
+    if saved and os.environ.get("RANK", "0") == "0":  # one process removes them
         logger.warning("overwrite: removing the previous run's checkpoints in %s", out / checkpoints.FOLDER)
         with writing(out / checkpoints.FOLDER, "checkpoints"):
-            shutil.rmtree(out / checkpoints.FOLDER)
+            shutil.rmtree(out / checkpoints.FOLDER, ignore_errors=True)
     return out
+
+
+def _check_writable_beside(out: Path) -> None:
+    """The final model is built beside output_dir and renamed into place: fail now, not after training,
+    when that cannot work (a mount point cannot be renamed; the parent folder must be writable)."""
+    target = out.resolve() if out.is_symlink() else out.absolute()
+    if target.is_dir() and os.path.ismount(target):
+        raise ConfigError(
+            f"output_dir {out} is a mount point, which cannot be replaced by a rename; use a folder inside it"
+        )
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"cannot write beside output_dir {out}: {parent} is not writable (the model is built next to "
+            "output_dir, then renamed into place); choose a folder inside a writable one"
+        )
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -118,7 +140,7 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
-def _clip_gradients(accelerator: Accelerator, model: nn.Module, max_norm: float) -> torch.Tensor:
+def _clip_gradients(accelerator: Accelerator, model: nn.Module, max_norm: float) -> torch.Tensor | None:
     """Clip the global gradient norm; what ``accelerator.clip_grad_norm_`` does (unscale, then clip) but
     with torch's multi-tensor kernels, which its CPU default does not use (one Python step per tensor).
     Returns the norm before clipping."""
@@ -127,7 +149,8 @@ def _clip_gradients(accelerator: Accelerator, model: nn.Module, max_norm: float)
         DistributedType.MULTI_CPU,
         DistributedType.MULTI_GPU,
     ):
-        return torch.as_tensor(accelerator.clip_grad_norm_(model.parameters(), max_norm))
+        norm = accelerator.clip_grad_norm_(model.parameters(), max_norm)  # None under some engines
+        return None if norm is None else torch.as_tensor(norm)
     accelerator.unscale_gradients()
     params = [p for p in model.parameters() if p.grad is not None]
     return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
@@ -267,6 +290,12 @@ def train(
     # 1. data (before the model: a bad row should fail in seconds, not after loading weights)
     data = _in_memory(datasets, objective) if datasets is not None else prepare_data(config, objective)
     _check_shapes(data.train, objective, config)
+    data_fingerprint = _fingerprint(data.train)
+    if resume_from is not None and resume_from.progress.get("data_fingerprint") != data_fingerprint:
+        raise CheckpointError(
+            f"{resume_from.path} was made from other training data (the examples read now differ from the "
+            "checkpoint's); resume with the same data, or start afresh with --overwrite"
+        )
     extra_tasks = [_extra_task(config, spec, data, i) for i, spec in enumerate(config.tasks or [], start=1)]
     if extra_tasks and data.bad_rows is not None and data.bad_rows.total:
         data.stats.update(data.bad_rows.to_stats())  # the main task's counts plus the extra tasks' rows
@@ -458,7 +487,9 @@ def train(
             accelerator.backward(loss)
             if accelerator.sync_gradients and config.max_grad_norm > 0:
                 norm = _clip_gradients(accelerator, prepared, config.max_grad_norm)
-                if not _all_finite(accelerator, norm):
+                # With fp16 loss scaling an inf norm is routine: the scaler skips that step and lowers the
+                # scale. Otherwise a non-finite norm would put NaN into the weights.
+                if norm is not None and accelerator.scaler is None and not _all_finite(accelerator, norm):
                     raise diverged("gradient norm", norm)
             optimizer.step()
             scheduler.step()
@@ -505,6 +536,8 @@ def train(
                 "best_score": best_score, "best_step": best_step,
                 "eval_seconds": eval_seconds, "seconds": time.perf_counter() - started, "metrics": metrics,
                 "num_processes": accelerator.num_processes, "config": config.to_dict(),
+                "data_fingerprint": data_fingerprint,
+                "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
             }  # fmt: skip
             last_checkpoint = _checkpoint(accelerator, out_dir, step, unwrapped, best_state, optimizer,
                                           scheduler, progress, config)  # fmt: skip
@@ -543,7 +576,8 @@ def train(
     if save and accelerator.is_main_process:
         # Everything goes into a staging folder that replaces output_dir once complete: a crash or a full
         # disk here leaves the previous content (and the checkpoints) as they were.
-        with staged_dir(out_dir, "output_dir") as stage:
+        carry = (checkpoints.FOLDER,) if config.keep_checkpoints else ()
+        with staged_dir(out_dir, "output_dir", carry=carry) as stage:
             unwrapped._write_into(stage)  # the whole output_dir is staged here
             (stage / "metrics.json").write_text(metrics_json(metrics), encoding="utf-8")
             config.save(stage / "recipe.yaml")
@@ -553,10 +587,16 @@ def train(
                     fh.write(json.dumps(rec) + "\n")
             if config.plots:
                 _write_plots(stage, dev_eval, pair_plots)
-            if config.keep_checkpoints and (out_dir / checkpoints.FOLDER).is_dir():
-                shutil.move(out_dir / checkpoints.FOLDER, stage / checkpoints.FOLDER)
     accelerator.wait_for_everyone()
     return TrainResult(unwrapped.encoder, metrics, losses, out_dir, unwrapped)
+
+
+def _fingerprint(examples: list[Example]) -> str:
+    """SHA-256 of the training examples in order (texts and targets): a resumed run must read the same."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(json.dumps([list(example.texts), example.target], default=str).encode("utf-8"))
+    return digest.hexdigest()
 
 
 def _find_resume_point(config: TrainConfig, accelerator: Accelerator) -> checkpoints.Checkpoint:
@@ -580,6 +620,8 @@ def _restore(found: checkpoints.Checkpoint, model, optimizer, scheduler, stream,
         scheduler.load_state_dict(found.scheduler_state())
     except (RuntimeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{found.path}: does not fit this model and recipe ({exc})") from None
+    if accelerator.scaler is not None and found.progress.get("scaler"):
+        accelerator.scaler.load_state_dict(found.progress["scaler"])
     for _ in range(found.progress["micro_batches"]):
         next(stream)
     checkpoints.set_rng_state(found.rng_states()[accelerator.process_index])

@@ -774,3 +774,21 @@ def test_unbalanced_quote_in_csv_names_where_the_record_starts(tmp_path):
     bad_rows = BadRows("skip")
     assert [e.source for e in read_pairs(path, bad_rows=bad_rows)] == [f"{path}:2", f"{path}:5"]
     assert bad_rows.counts == {"wrong_field_count": 1}
+
+
+def test_a_bare_carriage_return_does_not_shift_line_numbers(tmp_path):
+    """Only \\n ends a line: a \\r inside an unquoted field is a malformed row on its own line, and the rows
+    after it (and a line with a bad byte) keep their real line numbers."""
+    path = tmp_path / "pairs.csv"
+    path.write_bytes(
+        b"sentence1,sentence2,score\n"
+        b"good one,also good,1.0\n"
+        b"split\rhere,x,2.0\n"
+        b"bad \xff byte,y,3.0\n"
+        b"last one,z,4.0\n"
+    )
+    bad = BadRows("skip")
+    pairs = read_pairs(path, bad_rows=bad)
+    assert [(p.text_a, p.source) for p in pairs] == [("good one", f"{path}:2"), ("last one", f"{path}:5")]
+    assert bad.counts == {"invalid_utf8": 1, "malformed_row": 1}
+    assert [e.split(": ")[0] for e in bad.examples] == [f"{path}:4", f"{path}:3"]

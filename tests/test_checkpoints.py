@@ -317,3 +317,37 @@ def test_rng_state_round_trip():
     checkpoints.set_rng_state(json.loads(json.dumps(state)))
     b = (torch.rand(3), __import__("random").random(), __import__("numpy").random.rand())
     assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
+
+
+def test_resume_refuses_other_training_data(tiny_bert_dir, tmp_path):
+    out = tmp_path / "out"
+    make_checkpoints(tiny_bert_dir, out)
+    for ckpt in (out / "checkpoints").iterdir():
+        progress = json.loads((ckpt / "progress.json").read_text())
+        assert len(progress["data_fingerprint"]) == 64
+    changed = tmp_path / "data"
+    changed.mkdir()
+    for name in ("train.tsv", "dev.tsv", "test.tsv"):
+        (changed / name).write_text((DEMO / name).read_text())
+    lines = (changed / "train.tsv").read_text().splitlines()
+    (changed / "train.tsv").write_text("\n".join(lines[:-1]) + "\n")  # one pair fewer
+    values = settings(tiny_bert_dir, out, max_steps=24, checkpoint_steps=8, keep_checkpoints=True)
+    with pytest.raises(CheckpointError, match="other training data"):
+        train(TrainConfig(**{**values, "data_dir": str(changed), "resume": True}))
+
+
+def test_a_failed_final_save_keeps_the_checkpoints(tiny_bert_dir, tmp_path, monkeypatch):
+    from sbert_siamese.model import SiameseModel
+
+    def disk_full(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(SiameseModel, "_write_into", disk_full)
+    out = tmp_path / "out"
+    values = settings(tiny_bert_dir, out, max_steps=12, checkpoint_steps=4, keep_checkpoints=True)
+    with pytest.raises(OutputError, match="disk full"):
+        train(TrainConfig(**values))
+    assert checkpoints.latest_checkpoint(out).step == 8  # still there: the run can be resumed
+    monkeypatch.undo()
+    train(TrainConfig(**{**values, "resume": True}))
+    assert (out / "model.safetensors").is_file() and (out / "checkpoints" / "step-00000008").is_dir()

@@ -112,3 +112,28 @@ def test_allow_pickle_flag_on_encode(tiny_bert_dir, tmp_path, capsys):
     assert "pytorch_model.bin" in err and "--allow-pickle" in err
     with pytest.warns(UserWarning, match="pickle"):
         assert main([*args, "-q", "--allow-pickle"]) == 0
+
+
+def test_an_unwritable_output_is_one_line(tiny_bert_dir, tmp_path, capsys):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("one\ntwo\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = blocker / "emb.npy"  # a path under a file cannot be created
+    args = ["encode", "--model", str(tiny_bert_dir), "--input", str(texts), "--output", str(out), "-q"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sbert-siamese encode: error: ") and err.count("\n") == 1
+    assert str(blocker) in err
+
+
+def test_dedup_with_skipped_rows_gives_input_lines(tiny_bert_dir, tmp_path, capsys):
+    texts = tmp_path / "texts.txt"
+    texts.write_bytes(b"a cat sits\n\nbad \xff\na cat sits\nsomething else\n")
+    out = tmp_path / "pairs.jsonl"
+    args = ["dedup", "--model", str(tiny_bert_dir), "--input", str(texts), "--output", str(out)]
+    assert main([*args, "--threshold", "0.99", "-q", "--on-bad-rows", "skip"]) == 0
+    pairs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(p["i"], p["j"], p["line_i"], p["line_j"]) for p in pairs] == [(0, 1, 1, 4)]
+    groups = [json.loads(line) for line in (tmp_path / "pairs.groups.jsonl").read_text().splitlines()]
+    assert groups[0]["member_lines"] == [1, 4]
