@@ -18,6 +18,10 @@ It is built under a hidden temporary name and renamed into place (``safe_io.stag
 Resuming rebuilds the run from the recipe, loads the states, replays the data order up to the checkpoint
 (batches are drawn again, not trained on) and restores the random generators, so the rest of the run draws
 the same batches and dropout masks as an uninterrupted run with the same seed.
+
+The training loop's side: ``check_output_dir`` (new, resumed or overwritten output folder, checked before
+any work), ``find_resume_point``, ``data_fingerprint``, ``write_checkpoint`` (every process's RNG state,
+written by the main process) and ``restore``.
 """
 
 from __future__ import annotations
@@ -25,18 +29,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError
-from .safe_io import staged_dir, writing
+from .errors import CheckpointError, ConfigError, OutputError
+from .safe_io import recover, staged_dir, writing
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from .config import TrainConfig
+    from .examples import Example
 
 logger = logging.getLogger(__name__)
 
@@ -243,3 +255,113 @@ def check_same_recipe(saved: dict, current: dict, path: Path) -> None:
             f"{path} was made with a different recipe ({detail}); resume with the same recipe, or start "
             "afresh with --overwrite"
         )
+
+
+# ---------------------------------------------------------------------------------- the training loop's side
+def check_output_dir(config: TrainConfig) -> Path:
+    """The output folder may be new or empty; a non-empty one needs ``resume`` (continue its checkpoints)
+    or ``overwrite`` (replace it once the new model is complete; its old checkpoints go now)."""
+    out = Path(config.output_dir)
+    recover(out)  # a save that a killed process left half done: put the previous folder back
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output_dir {out} exists and is not a directory")
+    _check_writable_beside(out)
+    if config.resume:
+        if config.overwrite:
+            raise ConfigError("resume continues the run in output_dir and overwrite replaces it: pick one")
+        return out
+    if not (out.is_dir() and any(out.iterdir())):
+        return out
+    saved = _listed(out / FOLDER)
+    if not config.overwrite:
+        hint = (
+            f"; it holds a checkpoint of step {saved[-1][0]}: pass --resume to continue that run"
+            if saved
+            else ""
+        )
+        raise ConfigError(
+            f"output_dir {out} is not empty; pass --overwrite (overwrite: true) to replace it{hint}"
+        )
+    resolved, cwd = out.resolve(), Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents or resolved in (Path.home().resolve(), Path("/")):
+        raise ConfigError(
+            f"output_dir {out} is {resolved}, which holds the current folder or is a home or root folder; "
+            "overwrite would replace it: choose a folder of its own"
+        )
+    if saved and os.environ.get("RANK", "0") == "0":  # one process removes them
+        logger.warning("overwrite: removing the previous run's checkpoints in %s", out / FOLDER)
+        with writing(out / FOLDER, "checkpoints"):
+            shutil.rmtree(out / FOLDER, ignore_errors=True)
+    return out
+
+
+def _check_writable_beside(out: Path) -> None:
+    """The final model is built beside output_dir and renamed into place: fail now, not after training,
+    when that cannot work (a mount point cannot be renamed; the parent folder must be writable)."""
+    target = out.resolve() if out.is_symlink() else out.absolute()
+    if target.is_dir() and os.path.ismount(target):
+        raise ConfigError(
+            f"output_dir {out} is a mount point, which cannot be replaced by a rename; use a folder inside it"
+        )
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"cannot write beside output_dir {out}: {parent} is not writable (the model is built next to "
+            "output_dir, then renamed into place); choose a folder inside a writable one"
+        )
+
+
+def data_fingerprint(examples: list[Example]) -> str:
+    """SHA-256 of the training examples in order (texts and targets): a resumed run must read the same."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(json.dumps([list(example.texts), example.target], default=str).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def find_resume_point(config: TrainConfig, accelerator: Accelerator) -> Checkpoint:
+    found = latest_checkpoint(config.output_dir)
+    check_same_recipe(found.progress["config"], config.to_dict(), found.path)
+    saved = found.progress["num_processes"]
+    if saved != accelerator.num_processes:
+        raise CheckpointError(
+            f"{found.path} was written by a run on {saved} process(es); this one has "
+            f"{accelerator.num_processes}: resume with the same number"
+        )
+    return found
+
+
+def restore(found: Checkpoint, model, optimizer, scheduler, stream, accelerator) -> None:
+    """Load the checkpoint's states, then draw (and drop) the batches it had consumed, so the data order
+    continues where it stopped, and restore the random generators as they were at that point."""
+    try:
+        model.load_state_dict(found.model_state())
+        optimizer.load_state_dict(found.optimizer_state())
+        scheduler.load_state_dict(found.scheduler_state())
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{found.path}: does not fit this model and recipe ({exc})") from None
+    if accelerator.scaler is not None and found.progress.get("scaler"):
+        accelerator.scaler.load_state_dict(found.progress["scaler"])
+    for _ in range(found.progress["micro_batches"]):
+        next(stream)
+    set_rng_state(found.rng_states()[accelerator.process_index])
+
+
+def write_checkpoint(accelerator, out_dir, step, model, best_state, optimizer, scheduler, progress, config):
+    """Write a checkpoint (main process) with every process's random generators; returns its path."""
+    states = [rng_state()]
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        states = gather_object(states)
+    path = None
+    if accelerator.is_main_process:
+        path = save_checkpoint(
+            out_dir, step, model.state_dict(), best_state, optimizer.state_dict(), scheduler.state_dict(),
+            states, progress, config.checkpoint_limit,
+        )  # fmt: skip
+        logger.info("checkpoint written: %s", path)
+    accelerator.wait_for_everyone()
+    return path or Path(out_dir) / FOLDER / f"step-{step:08d}"

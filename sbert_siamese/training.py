@@ -11,13 +11,10 @@ noise (dropout masks aside).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
-import os
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +32,7 @@ from .calibration import calibrate, pair_scores
 from .config import TrainConfig
 from .data import PairExample
 from .encoder import SiameseEncoder
-from .errors import CheckpointError, ConfigError, OutputError, TrainingDivergedError
+from .errors import CheckpointError, ConfigError, TrainingDivergedError
 from .evaluation import PairClassificationEvaluator
 from .evaluation_ranking import DuplicateMiningEvaluator
 from .examples import Example, ExampleCollator, from_pairs, normalise
@@ -43,7 +40,7 @@ from .heads import WeightedL1Head
 from .mining import group_neighbours, mine_hard_negatives
 from .model import SiameseModel
 from .objectives import Objective, ObjectiveParams, get_objective, make_head
-from .safe_io import recover, staged_dir, writing
+from .safe_io import staged_dir
 from .samplers import GroupBatchSampler, LengthGroupedBatchSampler, NoDuplicatesBatchSampler
 from .task_data import SOURCE_KEYS, TaskData, make_evaluator, prepare_data
 
@@ -57,61 +54,6 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)  # mean loss of each optimizer step
     output_dir: Path | None = None
     model: SiameseModel | None = None  # encoder(s) + head
-
-
-def _check_output_dir(config: TrainConfig) -> Path:
-    """The output folder may be new or empty; a non-empty one needs ``resume`` (continue its checkpoints)
-    or ``overwrite`` (replace it once the new model is complete; its old checkpoints go now)."""
-    out = Path(config.output_dir)
-    recover(out)  # a save that a killed process left half done: put the previous folder back
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output_dir {out} exists and is not a directory")
-    _check_writable_beside(out)
-    if config.resume:
-        if config.overwrite:
-            raise ConfigError("resume continues the run in output_dir and overwrite replaces it: pick one")
-        return out
-    if not (out.is_dir() and any(out.iterdir())):
-        return out
-    saved = checkpoints._listed(out / checkpoints.FOLDER)
-    if not config.overwrite:
-        hint = (
-            f"; it holds a checkpoint of step {saved[-1][0]}: pass --resume to continue that run"
-            if saved
-            else ""
-        )
-        raise ConfigError(
-            f"output_dir {out} is not empty; pass --overwrite (overwrite: true) to replace it{hint}"
-        )
-    resolved, cwd = out.resolve(), Path.cwd().resolve()
-    if resolved == cwd or resolved in cwd.parents or resolved in (Path.home().resolve(), Path("/")):
-        raise ConfigError(
-            f"output_dir {out} is {resolved}, which holds the current folder or is a home or root folder; "
-            "overwrite would replace it: choose a folder of its own"
-        )
-    if saved and os.environ.get("RANK", "0") == "0":  # one process removes them
-        logger.warning("overwrite: removing the previous run's checkpoints in %s", out / checkpoints.FOLDER)
-        with writing(out / checkpoints.FOLDER, "checkpoints"):
-            shutil.rmtree(out / checkpoints.FOLDER, ignore_errors=True)
-    return out
-
-
-def _check_writable_beside(out: Path) -> None:
-    """The final model is built beside output_dir and renamed into place: fail now, not after training,
-    when that cannot work (a mount point cannot be renamed; the parent folder must be writable)."""
-    target = out.resolve() if out.is_symlink() else out.absolute()
-    if target.is_dir() and os.path.ismount(target):
-        raise ConfigError(
-            f"output_dir {out} is a mount point, which cannot be replaced by a rename; use a folder inside it"
-        )
-    parent = target.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(
-            f"cannot write beside output_dir {out}: {parent} is not writable (the model is built next to "
-            "output_dir, then renamed into place); choose a folder inside a writable one"
-        )
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -270,7 +212,7 @@ def train(
     )  # fmt: skip
     if config.untied and objective.texts == (1,):
         raise ConfigError(f"untied towers need examples with two or more texts; loss {config.loss} has one")
-    out_dir = _check_output_dir(config) if save else None
+    out_dir = checkpoints.check_output_dir(config) if save else None
     _forget_previous_accelerator(config)
     accelerator = Accelerator(
         # accelerate only forms a multi-process CPU (gloo) group when told it runs on the CPU.
@@ -285,12 +227,12 @@ def train(
             f"({accelerator.num_processes}): it is the global batch, split across processes"
         )
     set_seed(config.seed)
-    resume_from = _find_resume_point(config, accelerator) if config.resume else None
+    resume_from = checkpoints.find_resume_point(config, accelerator) if config.resume else None
 
     # 1. data (before the model: a bad row should fail in seconds, not after loading weights)
     data = _in_memory(datasets, objective) if datasets is not None else prepare_data(config, objective)
     _check_shapes(data.train, objective, config)
-    data_fingerprint = _fingerprint(data.train)
+    data_fingerprint = checkpoints.data_fingerprint(data.train)
     if resume_from is not None and resume_from.progress.get("data_fingerprint") != data_fingerprint:
         raise CheckpointError(
             f"{resume_from.path} was made from other training data (the examples read now differ from the "
@@ -441,7 +383,7 @@ def train(
     eval_seconds = elapsed_before = 0.0  # dev evaluation inside the loop, reported so its cost is visible
     last_checkpoint = None
     if resume_from is not None:
-        _restore(resume_from, unwrapped, optimizer, scheduler, stream, accelerator)
+        checkpoints.restore(resume_from, unwrapped, optimizer, scheduler, stream, accelerator)
         progress = resume_from.progress
         step, micro_batches = progress["step"], progress["micro_batches"]
         examples_seen, losses = progress["examples_seen"], list(progress["losses"])
@@ -539,8 +481,9 @@ def train(
                 "data_fingerprint": data_fingerprint,
                 "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
             }  # fmt: skip
-            last_checkpoint = _checkpoint(accelerator, out_dir, step, unwrapped, best_state, optimizer,
-                                          scheduler, progress, config)  # fmt: skip
+            last_checkpoint = checkpoints.write_checkpoint(
+                accelerator, out_dir, step, unwrapped, best_state, optimizer, scheduler, progress, config
+            )
     bar.close()
     seconds = time.perf_counter() - started
 
@@ -589,60 +532,6 @@ def train(
                 _write_plots(stage, dev_eval, pair_plots)
     accelerator.wait_for_everyone()
     return TrainResult(unwrapped.encoder, metrics, losses, out_dir, unwrapped)
-
-
-def _fingerprint(examples: list[Example]) -> str:
-    """SHA-256 of the training examples in order (texts and targets): a resumed run must read the same."""
-    digest = hashlib.sha256()
-    for example in examples:
-        digest.update(json.dumps([list(example.texts), example.target], default=str).encode("utf-8"))
-    return digest.hexdigest()
-
-
-def _find_resume_point(config: TrainConfig, accelerator: Accelerator) -> checkpoints.Checkpoint:
-    found = checkpoints.latest_checkpoint(config.output_dir)
-    checkpoints.check_same_recipe(found.progress["config"], config.to_dict(), found.path)
-    saved = found.progress["num_processes"]
-    if saved != accelerator.num_processes:
-        raise CheckpointError(
-            f"{found.path} was written by a run on {saved} process(es); this one has "
-            f"{accelerator.num_processes}: resume with the same number"
-        )
-    return found
-
-
-def _restore(found: checkpoints.Checkpoint, model, optimizer, scheduler, stream, accelerator) -> None:
-    """Load the checkpoint's states, then draw (and drop) the batches it had consumed, so the data order
-    continues where it stopped, and restore the random generators as they were at that point."""
-    try:
-        model.load_state_dict(found.model_state())
-        optimizer.load_state_dict(found.optimizer_state())
-        scheduler.load_state_dict(found.scheduler_state())
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{found.path}: does not fit this model and recipe ({exc})") from None
-    if accelerator.scaler is not None and found.progress.get("scaler"):
-        accelerator.scaler.load_state_dict(found.progress["scaler"])
-    for _ in range(found.progress["micro_batches"]):
-        next(stream)
-    checkpoints.set_rng_state(found.rng_states()[accelerator.process_index])
-
-
-def _checkpoint(accelerator, out_dir, step, model, best_state, optimizer, scheduler, progress, config):
-    """Write a checkpoint (main process) with every process's random generators; returns its path."""
-    states = [checkpoints.rng_state()]
-    if accelerator.num_processes > 1:
-        from accelerate.utils import gather_object
-
-        states = gather_object(states)
-    path = None
-    if accelerator.is_main_process:
-        path = checkpoints.save_checkpoint(
-            out_dir, step, model.state_dict(), best_state, optimizer.state_dict(), scheduler.state_dict(),
-            states, progress, config.checkpoint_limit,
-        )  # fmt: skip
-        logger.info("checkpoint written: %s", path)
-    accelerator.wait_for_everyone()
-    return path or Path(out_dir) / checkpoints.FOLDER / f"step-{step:08d}"
 
 
 def _calibrate_on_dev(model: SiameseModel, dev_eval, test_eval, batch_size: int) -> tuple[dict, dict]:
