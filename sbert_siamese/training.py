@@ -616,7 +616,10 @@ def _extra_task(config: TrainConfig, spec: dict, main: TaskData, index: int):
     unknown = sorted(set(spec) - set(TASK_KEYS))
     if unknown:
         raise ConfigError(f"tasks[{index}]: unknown key(s) {unknown}; valid: {', '.join(TASK_KEYS)}")
-    overrides = {k: v for k, v in spec.items() if k != "name"}
+    # A task inherits the recipe's column names, formats and batching, but not the main task's data
+    # shaping: its extra training data and derivation apply only where the task names them.
+    overrides = {"extra_train_data": None, "derive": "none"}
+    overrides.update({k: v for k, v in spec.items() if k != "name"})
     task_config = dataclasses.replace(
         config, **overrides, split="none", dev_data=None, test_data=None, extra_test_data=None, tasks=None
     )

@@ -546,3 +546,18 @@ def test_groups_with_labelled_negatives_link_both_sides_in_one_batch():
             together += 1
             linked += ids in ({0, pasta}, {cheese, far})
     assert linked / together > 0.6, (linked, together)
+
+
+def test_an_extra_task_does_not_inherit_the_main_tasks_extra_data(tmp_path):
+    from sbert_siamese.training import _extra_task
+
+    write_qqp(tmp_path / "qqp.tsv", many_questions(40))
+    write_qqp(tmp_path / "more.tsv", [(f"extra question {i}", f"extra pair {i}", 1) for i in range(30)])
+    write_qqp(tmp_path / "own.tsv", [(f"own question {i}", f"own pair {i}", i % 2) for i in range(12)])
+    cfg = qqp_config(tmp_path, extra_train_data=["more.tsv"])
+    main = prepare_data(cfg, get_objective("contrastive"))
+    assert main.stats["data/train_examples"] == main.stats["data/train_pairs"] + 30
+    name, _, _, _, examples = _extra_task(
+        cfg, {"name": "own", "loss": "contrastive", "train_data": "own.tsv"}, main, 1
+    )
+    assert name == "own" and len(examples) == 12  # own.tsv only, not own.tsv + more.tsv
