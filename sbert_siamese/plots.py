@@ -227,7 +227,7 @@ def read_train_log(path: str | Path) -> list[dict]:
 
     Raises DataError naming ``file:line`` for a line that is not a JSON object or has no numeric ``step``.
     """
-    from .data import _rows_from_jsonl
+    from .rows import _rows_from_jsonl
 
     rows = []
     for line_no, row in _rows_from_jsonl(str(path), expected="a training log (one JSON object per line)"):
