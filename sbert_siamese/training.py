@@ -232,15 +232,16 @@ def train(
     # 1. data (before the model: a bad row should fail in seconds, not after loading weights)
     data = _in_memory(datasets, objective) if datasets is not None else prepare_data(config, objective)
     _check_shapes(data.train, objective, config)
-    data_fingerprint = checkpoints.data_fingerprint(data.train)
+    extra_tasks = [_extra_task(config, spec, data, i) for i, spec in enumerate(config.tasks or [], start=1)]
+    if extra_tasks and data.bad_rows is not None and data.bad_rows.total:
+        data.stats.update(data.bad_rows.to_stats())  # the main task's counts plus the extra tasks' rows
+    every_example = data.train + [e for *_, examples in extra_tasks for e in examples]
+    data_fingerprint = checkpoints.data_fingerprint(every_example)
     if resume_from is not None and resume_from.progress.get("data_fingerprint") != data_fingerprint:
         raise CheckpointError(
             f"{resume_from.path} was made from other training data (the examples read now differ from the "
             "checkpoint's); resume with the same data, or start afresh with --overwrite"
         )
-    extra_tasks = [_extra_task(config, spec, data, i) for i, spec in enumerate(config.tasks or [], start=1)]
-    if extra_tasks and data.bad_rows is not None and data.bad_rows.total:
-        data.stats.update(data.bad_rows.to_stats())  # the main task's counts plus the extra tasks' rows
     dev_eval = make_evaluator(data.dev, "dev", data, config, objective)
     test_eval = make_evaluator(data.test, "test", data, config, objective)
     extra_evals = [
