@@ -42,7 +42,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError, ConfigError, OutputError
-from .safe_io import recover, staged_dir, writing
+from .safe_io import recover, replaces_a_protected_folder, staged_dir, writing
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -282,11 +282,10 @@ def check_output_dir(config: TrainConfig) -> Path:
         raise ConfigError(
             f"output_dir {out} is not empty; pass --overwrite (overwrite: true) to replace it{hint}"
         )
-    resolved, cwd = out.resolve(), Path.cwd().resolve()
-    if resolved == cwd or resolved in cwd.parents or resolved in (Path.home().resolve(), Path("/")):
+    if replaces_a_protected_folder(out):
         raise ConfigError(
-            f"output_dir {out} is {resolved}, which holds the current folder or is a home or root folder; "
-            "overwrite would replace it: choose a folder of its own"
+            f"output_dir {out} is {out.resolve()}, which holds the current folder or is a home or root "
+            "folder; overwrite would replace it: choose a folder of its own"
         )
     if saved and os.environ.get("RANK", "0") == "0":  # one process removes them
         logger.warning("overwrite: removing the previous run's checkpoints in %s", out / FOLDER)

@@ -158,11 +158,9 @@ def export_onnx(encoder, folder: str | Path, int8: bool = True) -> dict:
     new one is complete). A full disk or a missing permission raises ``OutputError`` naming the folder.
     Returns what ``export.json`` holds.
     """
-    from .st_format import library_writing
-
     ort = _import_ort()
     target = Path(folder) / ONNX_DIR
-    with staged_dir(target, "the ONNX export") as staging, library_writing(target, "the ONNX export"):
+    with staged_dir(target, "the ONNX export") as staging:
         _export_fp32(encoder, staging / FILES["onnx"])
         files = {"onnx": FILES["onnx"]}
         if int8:

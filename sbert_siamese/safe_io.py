@@ -82,6 +82,13 @@ def inside(root: str | Path, relative: str | Path, what: str = "path") -> Path:
     return target
 
 
+def replaces_a_protected_folder(path: str | Path) -> bool:
+    """True when replacing ``path`` as a whole would remove the current folder (or a folder holding it), the
+    home folder or ``/``: no save or ``--overwrite`` may do that."""
+    resolved, cwd = Path(path).resolve(), Path.cwd().resolve()
+    return resolved == cwd or resolved in cwd.parents or resolved in (Path.home().resolve(), Path("/"))
+
+
 def safe_name(name: str, what: str = "name") -> str:
     """A single file-name component (no separators, not '.' or '..'), for names that come from recipes."""
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:

@@ -32,7 +32,7 @@ from .dense import Dense
 from .errors import ConfigError, ModelFormatError, OutputError
 from .pooling import Pooling
 from .resolve import resolve_model_path
-from .safe_io import inside, output_error, staged_dir, writing
+from .safe_io import inside, output_error, replaces_a_protected_folder, staged_dir
 
 ST_TYPES = {
     "Transformer": "sentence_transformers.models.Transformer",
@@ -61,12 +61,6 @@ def _read_json(path: Path) -> dict | list:
 
 
 # ------------------------------------------------------------------------------------------------ saving
-def library_writing(path: str | Path, what: str = "the model"):
-    """``safe_io.writing`` for writes that go through libraries (it also maps the "(os error N)" exceptions
-    of safetensors and tokenizers); names ``path`` (the final folder), not the temporary file."""
-    return writing(path, what)
-
-
 def is_model_dir(path: Path) -> bool:
     """A sentence-transformers / sbert-siamese model folder (a bare ``config.json`` is not enough: many
     projects have one)."""
@@ -82,9 +76,7 @@ def save_target(path: str | Path) -> Path:
     given = Path(os.path.abspath(path))
     try:
         target = given.resolve() if given.is_symlink() else given
-        cwd = Path.cwd().resolve()
-        protected = (Path.home().resolve(), Path("/"))
-        if target.resolve() == cwd or target.resolve() in cwd.parents or target.resolve() in protected:
+        if replaces_a_protected_folder(target):
             raise OutputError(
                 f"cannot save a model to {given}: it is the current working directory (or holds it), the "
                 "home folder or /, which saving would replace; save into a subfolder"
@@ -111,7 +103,7 @@ def staged_model_dir(path: str | Path) -> Iterator[Path]:
     ``save_target``). On any error ``path`` is left as it was and the temporary folder is removed; a full
     disk or a missing permission is an ``OutputError`` naming ``path``."""
     target = save_target(path)
-    with staged_dir(target, "model folder") as stage, library_writing(os.path.abspath(path), "the model"):
+    with staged_dir(target, "the model") as stage:  # OSError inside becomes OutputError naming target
         yield stage
 
 

@@ -98,14 +98,6 @@ def _clip_gradients(accelerator: Accelerator, model: nn.Module, max_norm: float)
     return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
 
 
-def _all_finite(accelerator: Accelerator, value: torch.Tensor) -> bool:
-    """True when ``value`` is finite on every process (all processes must agree to stop together)."""
-    bad = (~torch.isfinite(value.detach())).any().float()
-    if accelerator.num_processes > 1:
-        bad = accelerator.reduce(bad.to(accelerator.device), reduction="sum")
-    return not bool(bad.item())
-
-
 def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
     """Linear warmup then linear decay to 0. With ``head_only_steps`` N, the encoder's rate is 0 for the
     first N steps (only a new head learns, so its random start sends no noise into the encoder) and its
@@ -400,7 +392,7 @@ def train(
         unit="step",
     )
 
-    def diverged(what: str, value: torch.Tensor) -> TrainingDivergedError:
+    def diverged(what: str, value: float) -> TrainingDivergedError:
         kept = (
             f"the last good checkpoint, {last_checkpoint}, is intact (resume from it with --resume after "
             "changing nothing but the cause, or start afresh)"
@@ -408,7 +400,7 @@ def train(
             else "no checkpoint was written yet (checkpoint_steps)"
         )
         return TrainingDivergedError(
-            f"training stopped at step {step + 1} of {total_steps}: the {what} is {value.item()}; the "
+            f"training stopped at step {step + 1} of {total_steps}: the {what} is {value}; the "
             f"weights were not updated with it and {kept}. Usual causes: a learning rate too high for this "
             f"loss (learning_rate={config.learning_rate}), fp16 overflow, or extreme targets in the data"
         )
@@ -425,24 +417,34 @@ def train(
                 embeddings, targets = gather_with_grad(embeddings), gather_with_grad(targets)
             head = unwrapped.head if task is tasks[0] else None
             loss = task.objective.loss(embeddings.float(), targets, head, task.params)
-            if not _all_finite(accelerator, loss):
-                raise diverged("loss", loss)
             accelerator.backward(loss)
-            if accelerator.sync_gradients and config.max_grad_norm > 0:
-                norm = _clip_gradients(accelerator, prepared, config.max_grad_norm)
-                # With fp16 loss scaling an inf norm is routine: the scaler skips that step and lowers the
-                # scale. Otherwise a non-finite norm would put NaN into the weights.
-                if norm is not None and accelerator.scaler is None and not _all_finite(accelerator, norm):
-                    raise diverged("gradient norm", norm)
+            step_losses.append(loss.detach())
+            if accelerator.sync_gradients:
+                # The step's mean loss over all processes (NaN anywhere makes it NaN everywhere, so every
+                # process stops at the same step) and the gradient norm, read in one sync before the update.
+                # With fp16 loss scaling an inf norm is routine (the scaler skips the step), so it is not
+                # watched then.
+                watched = [accelerator.reduce(torch.stack(step_losses).mean(), reduction="mean")]
+                if config.max_grad_norm > 0:
+                    norm = _clip_gradients(accelerator, prepared, config.max_grad_norm)
+                    if norm is not None and accelerator.scaler is None:
+                        watched.append(norm.to(watched[0]))
+                values = torch.stack(watched).tolist()
+                bad = [
+                    (what, v)
+                    for what, v in zip(("loss", "gradient norm"), values, strict=False)
+                    if not math.isfinite(v)
+                ]
+                if bad:
+                    raise diverged(*bad[0])
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-        step_losses.append(loss.detach())
         examples_seen += batch["input_ids"].shape[0] * accelerator.num_processes
         if not accelerator.sync_gradients:
             continue
         step += 1
-        mean_loss = accelerator.reduce(torch.stack(step_losses).mean(), reduction="mean").item()
+        mean_loss = values[0]
         step_losses = []
         losses.append(mean_loss)
         record = {"step": step, "loss": mean_loss, "lr": scheduler.get_last_lr()[0]}

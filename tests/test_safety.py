@@ -311,6 +311,16 @@ def test_saving_into_a_folder_that_is_not_a_model_is_refused(tiny_encoder, tmp_p
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="not a folder"):
         tiny_encoder.save(tmp_path / "file")
+    project = tmp_path / "project"  # a config.json alone does not make a folder a model to replace
+    project.mkdir()
+    (project / "config.json").write_text("{}")
+    (project / "main.py").write_text("print('hi')")
+    with pytest.raises(OutputError, match=r"not empty and holds no model"):
+        tiny_encoder.save(project)
+    assert snapshot(project) == {"config.json": b"{}", "main.py": b"print('hi')"}
+    monkeypatch.setenv("HOME", str(project))
+    with pytest.raises(OutputError, match="home folder"):
+        tiny_encoder.save(project)
     monkeypatch.chdir(folder)
     with pytest.raises(OutputError, match="current working directory"):
         SiameseModel(tiny_encoder).save(".")
