@@ -39,7 +39,7 @@ MODES = ("st", "torch", "onnx", "onnx-int8")
 
 
 def load_sets(data_dir: Path, long_count: int = 1000) -> tuple[dict[str, list[str]], list]:
-    from sbert_siamese.data import read_stsb
+    from sbert_siamese.data.readers import read_stsb
 
     test = read_stsb(data_dir / "stsbenchmark" / "sts-test.csv")
     sets = {"stsb": [p.text_a for p in test] + [p.text_b for p in test]}
@@ -108,7 +108,7 @@ def main(argv=None) -> None:
     from sentence_transformers import SentenceTransformer
 
     from sbert_siamese import SiameseEncoder
-    from sbert_siamese.resolve import resolve_model_path
+    from sbert_siamese.models.resolve import resolve_model_path
 
     sets, test = load_sets(args.data_dir)
     path = resolve_model_path("all-MiniLM-L6-v2")

@@ -52,7 +52,7 @@ def run_st(train, test, args) -> dict:
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, losses
     from sentence_transformers.training_args import SentenceTransformerTrainingArguments
 
-    from sbert_siamese.resolve import resolve_model_path
+    from sbert_siamese.models.resolve import resolve_model_path
 
     model = SentenceTransformer(str(resolve_model_path("all-MiniLM-L6-v2")), device="cpu")
     data = Dataset.from_dict(
@@ -94,7 +94,7 @@ def run_st(train, test, args) -> dict:
 
 def run_ours(train, test, args, sampler: str) -> dict:
     from sbert_siamese.config import TrainConfig
-    from sbert_siamese.training import train as train_model
+    from sbert_siamese.training.trainer import train as train_model
 
     config = TrainConfig(
         model="all-MiniLM-L6-v2",
@@ -137,7 +137,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_train.json")
     args = parser.parse_args(argv)
 
-    from sbert_siamese.data import read_stsb
+    from sbert_siamese.data.readers import read_stsb
 
     folder = args.data_dir / "stsbenchmark"
     if not folder.is_dir():

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .data import BadRows  # noqa: E402
-from .encoder import SiameseEncoder  # noqa: E402
+from .data.readers import BadRows  # noqa: E402
 from .errors import (  # noqa: E402
     CheckpointError,
     ConfigError,
@@ -16,7 +15,8 @@ from .errors import (  # noqa: E402
     SbertSiameseError,
     TrainingDivergedError,
 )
-from .pooling import Pooling  # noqa: E402
+from .models.encoder import SiameseEncoder  # noqa: E402
+from .models.pooling import Pooling  # noqa: E402
 
 __all__ = [
     "BadRows",

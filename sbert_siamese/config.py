@@ -11,11 +11,11 @@ from pathlib import Path
 
 import yaml
 
-from .data import DATA_FORMATS
+from .data.readers import DATA_FORMATS
 from .distances import DISTANCES
 from .errors import ConfigError
-from .objectives import OBJECTIVES
-from .pooling import POOLING_MODES
+from .losses.registry import OBJECTIVES
+from .models.pooling import POOLING_MODES
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 DERIVATIONS = ("none", "positives", "groups")

@@ -103,7 +103,7 @@ def tiny_encoder(tiny_bert_dir):
 @pytest.fixture(scope="session")
 def packaged_minilm() -> Path:
     """The packaged all-MiniLM-L6-v2 directory; skips when its package is not installed."""
-    from sbert_siamese.resolve import offline_package_path
+    from sbert_siamese.models.resolve import offline_package_path
 
     path = offline_package_path("all-MiniLM-L6-v2")
     if path is None:

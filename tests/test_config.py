@@ -292,7 +292,7 @@ def test_stsb_recipe_has_the_promised_settings():
 
 
 def test_demo_recipe_loads_and_its_data_is_in_the_repo():
-    from sbert_siamese.data import load_pairs
+    from sbert_siamese.data.readers import load_pairs
 
     config = load_recipe(REPO / "recipes" / "demo.yaml")
     assert config.model == "all-MiniLM-L6-v2"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sbert_siamese.config import load_recipe
-from sbert_siamese.examples import normalise
+from sbert_siamese.data.examples import normalise
 
 from .conftest import REPO
 
@@ -15,9 +15,9 @@ RECIPE = "qqp_contrastive"
 
 
 def test_qqp_recipe_raises_test_ap_on_unseen_questions(shared_data_dir, packaged_minilm, tmp_path):
-    from sbert_siamese.objectives import get_objective
-    from sbert_siamese.task_data import prepare_data
-    from sbert_siamese.training import train
+    from sbert_siamese.data.prepare import prepare_data
+    from sbert_siamese.losses.registry import get_objective
+    from sbert_siamese.training.trainer import train
 
     config = load_recipe(
         REPO / "recipes" / f"{RECIPE}.yaml",

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from sbert_siamese import ModelFormatError, SiameseEncoder
-from sbert_siamese.dense import Dense
 from sbert_siamese.errors import OutputError
-from sbert_siamese.heads import WeightedL1Head
-from sbert_siamese.model import SiameseModel
+from sbert_siamese.models.dense import Dense
+from sbert_siamese.models.heads import WeightedL1Head
+from sbert_siamese.models.siamese import SiameseModel
 
 TEXTS = ["a man is playing the guitar", "the dog runs in the park", "two children play football"]
 
@@ -217,7 +217,7 @@ def test_a_head_symlinked_out_of_the_model_is_refused(tiny_encoder, tmp_path):
 
 
 def test_shard_index_and_onnx_file_names_stay_inside(tiny_encoder, tmp_path):
-    from sbert_siamese.onnx_backend import read_export_info
+    from sbert_siamese.backends.onnx import read_export_info
 
     path = tiny_encoder.save(tmp_path / "m")
     (path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": "../../etc/passwd"}}))
@@ -236,7 +236,7 @@ def test_shard_index_and_onnx_file_names_stay_inside(tiny_encoder, tmp_path):
 def test_a_save_that_fails_midway_leaves_the_previous_model_intact(
     dense_encoder, tmp_path, monkeypatch, fail
 ):
-    import sbert_siamese.st_format as st_format
+    import sbert_siamese.models.st_format as st_format
 
     target = tmp_path / "model"
     first = SiameseEncoder.from_pretrained(dense_encoder.save(target))
@@ -273,7 +273,7 @@ def test_a_failed_first_save_leaves_nothing_under_the_final_name(tiny_encoder, t
 
 
 def test_siamese_model_save_is_staged_as_a_whole(tiny_encoder, tmp_path, monkeypatch):
-    import sbert_siamese.model as model_module
+    import sbert_siamese.models.siamese as model_module
 
     torch.manual_seed(2)
     model = SiameseModel(tiny_encoder, head=WeightedL1Head(32), tower_b=SiameseEncoder.from_pretrained(
@@ -350,7 +350,7 @@ class FakeEncoder:
 
 
 def test_streaming_reports_a_full_disk_clearly(tmp_path, monkeypatch):
-    from sbert_siamese.streaming import MANIFEST, encode_to_disk
+    from sbert_siamese.io.streaming import MANIFEST, encode_to_disk
 
     folder = tmp_path / "emb"
     monkeypatch.setattr(np, "save", disk_full)
@@ -369,7 +369,7 @@ def test_streaming_reports_a_full_disk_clearly(tmp_path, monkeypatch):
 def test_plots_report_write_errors_and_keep_recipe_names_inside(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from sbert_siamese.plots import similarity_histogram, write_pair_plots
+    from sbert_siamese.evaluation.plots import similarity_histogram, write_pair_plots
 
     scores, labels = [0.1, 0.9, 0.4, 0.8], [0, 1, 0, 1]
     out = tmp_path / "a" / "plots"
@@ -389,7 +389,7 @@ def test_plots_report_write_errors_and_keep_recipe_names_inside(tmp_path, monkey
 
 
 def test_save_threshold_reports_write_errors(tmp_path, monkeypatch):
-    from sbert_siamese.calibration import Threshold, load_threshold, save_threshold
+    from sbert_siamese.evaluation.calibration import Threshold, load_threshold, save_threshold
 
     save_threshold(tmp_path, Threshold(score="cosine", threshold=0.5))
     monkeypatch.setattr(os, "replace", disk_full)
@@ -402,7 +402,7 @@ def test_save_threshold_reports_write_errors(tmp_path, monkeypatch):
 
 
 def test_onnx_export_failure_keeps_the_earlier_export(tiny_encoder, tmp_path, monkeypatch):
-    import sbert_siamese.onnx_backend as onnx_backend
+    import sbert_siamese.backends.onnx as onnx_backend
 
     pytest.importorskip("onnxruntime")
     folder = tmp_path / "m"

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError, ModelFormatError, OutputError
-from .safe_io import safe_name, staged_dir
+from ..errors import ConfigError, ModelFormatError, OutputError
+from ..io.safe_io import safe_name, staged_dir
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def input_names(encoder) -> list[str]:
 
 
 def weights_fingerprint(encoder) -> str:
-    from .streaming import weights_fingerprint as fingerprint
+    from ..io.streaming import weights_fingerprint as fingerprint
 
     return fingerprint(encoder.transformer)
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli_tools import bad_rows
-from .data import read_texts_with_lines
-from .errors import ConfigError, SbertSiameseError
-from .safe_io import atomic_write_bytes, atomic_write_text, describe_os_error
+from ..data.readers import read_texts_with_lines
+from ..errors import ConfigError, SbertSiameseError
+from ..io.safe_io import atomic_write_bytes, atomic_write_text, describe_os_error
+from .tools import bad_rows
 
 log = logging.getLogger("sbert_siamese.cli")
 
@@ -41,8 +41,8 @@ def _quiet_libraries() -> None:
 
 # ---------------------------------------------------------------------------------------------- train
 def cmd_train(args) -> int:
-    from .config import load_recipe, parse_overrides
-    from .training import train
+    from ..config import load_recipe, parse_overrides
+    from ..training.trainer import train
 
     overrides = parse_overrides(args.set or [])
     for key in ("data_dir", "output_dir", "model", "epochs", "max_steps", "seed"):
@@ -79,10 +79,10 @@ def _headline(metrics: dict) -> dict:
 def cmd_evaluate(args) -> int:
     from pathlib import Path as _Path
 
-    from .data import Columns, ScoreRange, load_pairs
-    from .evaluation import PairClassificationEvaluator, STSEvaluator
-    from .examples import read_examples
-    from .model import SiameseModel
+    from ..data.examples import read_examples
+    from ..data.readers import Columns, ScoreRange, load_pairs
+    from ..evaluation.pair_classification import PairClassificationEvaluator, STSEvaluator
+    from ..models.siamese import SiameseModel
 
     if args.suite is not None:
         return _evaluate_suite(args)
@@ -115,7 +115,7 @@ def cmd_evaluate(args) -> int:
         texts_a, texts_b = [e.texts[0] for e in examples], [e.texts[1] for e in examples]
         labels = [e.target for e in examples]
         if args.task == "mining":
-            from .evaluation_ranking import DuplicateMiningEvaluator
+            from ..evaluation.ranking import DuplicateMiningEvaluator
 
             evaluator = DuplicateMiningEvaluator.from_labelled_pairs(
                 texts_a,
@@ -143,8 +143,8 @@ def cmd_evaluate(args) -> int:
 
 def _pair_plots(model, texts_a, texts_b, labels, args, two_way: bool) -> None:
     """Score histogram (duplicates vs not, with the model's threshold) and PR curve into --output-dir."""
-    from .calibration import pair_scores
-    from .plots import write_pair_plots
+    from ..evaluation.calibration import pair_scores
+    from ..evaluation.plots import write_pair_plots
 
     score = "head" if two_way else "cosine"
     scores = pair_scores(model, texts_a, texts_b, score, args.batch_size)
@@ -158,8 +158,8 @@ def _pair_plots(model, texts_a, texts_b, labels, args, two_way: bool) -> None:
 def _evaluate_suite(args) -> int:
     """``--suite sts``: STS12-16, STS-B test and SICK-R test, Spearman x 100, as a markdown table (stdout)
     and, with --output-dir, sts_suite.json + sts_suite.md."""
-    from .model import SiameseModel
-    from .sts_suite import evaluate_sts_suite, sts_suite_markdown
+    from ..evaluation.sts_suite import evaluate_sts_suite, sts_suite_markdown
+    from ..models.siamese import SiameseModel
 
     if args.suite != "sts":
         raise ConfigError(f"unknown suite {args.suite!r}; valid: sts")
@@ -183,7 +183,7 @@ def _evaluate_suite(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- encode
 def cmd_encode(args) -> int:
-    from .encoder import SiameseEncoder
+    from ..models.encoder import SiameseEncoder
 
     output = Path(args.output)
     if output.suffix not in (".npy", "") and not output.is_dir():
@@ -198,7 +198,7 @@ def cmd_encode(args) -> int:
             log.warning("rows were skipped: row i of the output is input line %s[i]", lines_file)
 
     if output.suffix != ".npy":  # a directory: shards on disk, a rerun continues an interrupted encode
-        from .streaming import encode_to_disk, weights_fingerprint
+        from ..io.streaming import encode_to_disk, weights_fingerprint
 
         identity = f"{args.model}, weights {weights_fingerprint(encoder)}"
         if args.precision != "fp32":
@@ -234,8 +234,8 @@ def cmd_encode(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- export
 def cmd_export(args) -> int:
-    from .model import SiameseModel
-    from .onnx_backend import export_onnx
+    from ..backends.onnx import export_onnx
+    from ..models.siamese import SiameseModel
 
     model = SiameseModel.load(args.model, allow_pickle=args.allow_pickle)
     if model.untied:
@@ -268,9 +268,9 @@ DEMO_PAIRS = [
 
 def cmd_demo(args) -> int:
     """Fine-tune the packaged all-MiniLM-L6-v2 on data/demo and show before/after numbers."""
-    from .config import load_recipe
-    from .encoder import SiameseEncoder
-    from .training import train
+    from ..config import load_recipe
+    from ..models.encoder import SiameseEncoder
+    from ..training.trainer import train
 
     root = Path(__file__).resolve().parent.parent
     recipe = Path(args.recipe) if args.recipe else root / "recipes" / "demo.yaml"
@@ -308,7 +308,7 @@ def _pair_cosines(encoder, pairs):
 
 # ---------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    from .config import describe_fields
+    from ..config import describe_fields
 
     parser = argparse.ArgumentParser(prog="sbert-siamese", description="Siamese sentence encoders.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_export)
 
-    from .cli_tools import add_parsers
+    from .tools import add_parsers
 
     add_parsers(sub)
 
@@ -444,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_backend_argument(p) -> None:
-    from .cli_tools import add_backend_argument as add
+    from .tools import add_backend_argument as add
 
     add(p)
 

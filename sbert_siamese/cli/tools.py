@@ -10,12 +10,12 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def bad_rows(args):
     """The command's collector of malformed rows (``--on-bad-rows``); ``cli.main`` reports what it skipped."""
-    from .data import BadRows
+    from ..data.readers import BadRows
 
     if getattr(args, "_bad_rows", None) is None:
         args._bad_rows = BadRows(getattr(args, "on_bad_rows", None) or "error")
@@ -24,7 +24,7 @@ def bad_rows(args):
 
 def _read_pairs(path: str, text_a: str, text_b: str, label: str | None, bad=None):
     """(texts_a, texts_b, labels or None) from a .csv/.tsv/.jsonl/.parquet pair file."""
-    from .examples import read_examples
+    from ..data.examples import read_examples
 
     examples, _ = read_examples(
         path, None, [text_a, text_b], "binary" if label else "none", label, bad_rows=bad
@@ -35,9 +35,9 @@ def _read_pairs(path: str, text_a: str, text_b: str, label: str | None, bad=None
 
 # ---------------------------------------------------------------------------------------------- calibrate
 def cmd_calibrate(args) -> int:
-    from .calibration import calibrate
-    from .model import SiameseModel
-    from .resolve import resolve_model_path
+    from ..evaluation.calibration import calibrate
+    from ..models.resolve import resolve_model_path
+    from ..models.siamese import SiameseModel
 
     target = Path(args.output) if args.output else Path(args.model)
     if not args.output and not (target.is_dir() and (target / "modules.json").exists()):
@@ -57,7 +57,7 @@ def cmd_calibrate(args) -> int:
     if args.output:
         model.save(target)
     else:
-        from .calibration import save_threshold
+        from ..evaluation.calibration import save_threshold
 
         save_threshold(resolve_model_path(args.model), threshold)
     print(json.dumps({"model": str(target), **threshold.to_dict()}, indent=2))
@@ -66,7 +66,7 @@ def cmd_calibrate(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- predict
 def cmd_predict(args) -> int:
-    from .model import SiameseModel
+    from ..models.siamese import SiameseModel
 
     if args.input is None and (args.a is None or args.b is None):
         raise ConfigError("give --input FILE, or both --a TEXT and --b TEXT")
@@ -120,9 +120,9 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 
 
 def cmd_dedup(args) -> int:
-    from .data import read_texts_with_lines
-    from .dedup import find_duplicates
-    from .model import SiameseModel
+    from ..data.readers import read_texts_with_lines
+    from ..models.siamese import SiameseModel
+    from ..search.corpus import find_duplicates
 
     output = Path(args.output)
     if output.suffix not in (".jsonl", ".csv", ".tsv"):
@@ -176,9 +176,9 @@ def cmd_dedup(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- search
 def cmd_search(args) -> int:
-    from .data import read_texts, read_texts_with_lines
-    from .dedup import semantic_search
-    from .model import SiameseModel
+    from ..data.readers import read_texts, read_texts_with_lines
+    from ..models.siamese import SiameseModel
+    from ..search.corpus import semantic_search
 
     queries = list(args.query or [])
     if args.queries:
@@ -211,10 +211,10 @@ def cmd_search(args) -> int:
 def cmd_mine(args) -> int:
     """Offline hard negatives: for (anchor, positive) pairs, the most similar corpus text that is not a
     known positive; written as triplets for the triplet objectives."""
-    from .data import read_texts
-    from .examples import Example, known_positives
-    from .mining import mine_hard_negatives
-    from .model import SiameseModel
+    from ..data.examples import Example, known_positives
+    from ..data.readers import read_texts
+    from ..losses.miners import mine_hard_negatives
+    from ..models.siamese import SiameseModel
 
     output = Path(args.output)
     if output.suffix not in (".jsonl", ".csv", ".tsv"):
@@ -244,7 +244,7 @@ def cmd_mine(args) -> int:
 
 
 def add_backend_argument(p) -> None:
-    from .onnx_backend import BACKENDS
+    from ..backends.onnx import BACKENDS
 
     p.add_argument(
         "--backend",
@@ -257,8 +257,8 @@ def add_backend_argument(p) -> None:
 
 
 def add_parsers(sub) -> None:
-    from .calibration import METRICS, SCORES
-    from .search import KINDS
+    from ..evaluation.calibration import METRICS, SCORES
+    from ..search.exact import KINDS
 
     p = sub.add_parser(
         "calibrate",

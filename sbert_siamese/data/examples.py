@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .data import (
+from ..errors import ConfigError, DataError
+from .readers import (
     EXTENSIONS,
     BadRows,
     PairExample,
@@ -33,7 +34,6 @@ from .data import (
     read_stsb,
     table_rows,
 )
-from .errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)

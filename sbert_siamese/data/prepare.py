@@ -23,10 +23,10 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import TrainConfig
-from .data import BadRows, Columns, ScoreRange, load_pairs
-from .errors import ConfigError
-from .evaluation import PairClassificationEvaluator, STSEvaluator
+from ..config import TrainConfig
+from ..errors import ConfigError
+from ..evaluation.pair_classification import PairClassificationEvaluator, STSEvaluator
+from ..losses.registry import Objective
 from .examples import (
     Example,
     duplicate_groups,
@@ -36,7 +36,7 @@ from .examples import (
     positives,
     read_examples,
 )
-from .objectives import Objective
+from .readers import BadRows, Columns, ScoreRange, load_pairs
 from .splits import split_by_question
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 from .rows import (  # noqa: F401 - BadRows, ROW_REASONS, table_rows... are part of this module's API too
     BAD_ROW_POLICIES,
     ROW_REASONS,

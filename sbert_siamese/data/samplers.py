@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .examples import Example, normalise
 
 

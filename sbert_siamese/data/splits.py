@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Hashable, Sequence
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SPLITS = ("train", "dev", "test")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, ModelFormatError
-from .safe_io import atomic_write_text, writing
+from ..errors import ConfigError, ModelFormatError
+from ..io.safe_io import atomic_write_text, writing
 
 SCORES = ("cosine", "dot", "euclidean", "manhattan", "head")
 DISTANCES = ("euclidean", "manhattan")
@@ -104,7 +104,7 @@ def load_threshold(folder: str | Path) -> Threshold | None:
 def pair_scores(model, texts_a: Sequence[str], texts_b: Sequence[str], score: str, batch_size: int = 64,
                 show_progress_bar: bool = False) -> np.ndarray:  # fmt: skip
     """(N,) scores of pairs in the units of ``score`` (a similarity, a distance, or P(same) for ``head``)."""
-    from .evaluation import embed_pairs, pairwise_similarities
+    from .pair_classification import embed_pairs, pairwise_similarities
 
     if score not in SCORES:
         raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
@@ -130,7 +130,7 @@ def best_threshold(scores, labels, metric: str = "f1", is_distance: bool = False
     """The threshold with the best ``metric`` over every distinct cut of ``scores`` (ties stay together),
     with F1, accuracy, precision and recall there. Among equally good cuts the strictest one (closest to
     the "similar" end) wins."""
-    from .evaluation import sweep_metrics
+    from .pair_classification import sweep_metrics
 
     if metric not in METRICS:
         raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")

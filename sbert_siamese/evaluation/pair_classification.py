@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
-from .data import PairExample
+from ..data.readers import PairExample
 
 SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")
 

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ConfigError, DataError
-from .safe_io import safe_name, writing
+from ..errors import ConfigError, DataError
+from ..io.safe_io import safe_name, writing
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -66,7 +66,7 @@ def precision_recall_points(scores, labels) -> tuple[np.ndarray, np.ndarray, np.
     and a last point (precision 1, recall 0) closes the curve, so both have K + 1 entries and recall
     decreases. Raises ValueError on empty or mismatched input, or when either class is missing.
     """
-    from .evaluation import threshold_sweep
+    from .pair_classification import threshold_sweep
 
     scores, labels = _check_pairs(scores, labels)
     sweep = threshold_sweep(scores, labels)  # cut points in decreasing threshold order, "nothing" first
@@ -227,7 +227,7 @@ def read_train_log(path: str | Path) -> list[dict]:
 
     Raises DataError naming ``file:line`` for a line that is not a JSON object or has no numeric ``step``.
     """
-    from .rows import _rows_from_jsonl
+    from ..data.rows import _rows_from_jsonl
 
     rows = []
     for line_no, row in _rows_from_jsonl(str(path), expected="a training log (one JSON object per line)"):

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from .data import Columns, PairExample, ScoreRange, _lines, _read_text, _text, read_pairs, read_stsb
-from .errors import ConfigError, DataError
-from .evaluation import embed_pairs, pairwise_similarities
+from ..data.readers import Columns, PairExample, ScoreRange, _lines, _read_text, _text, read_pairs, read_stsb
+from ..errors import ConfigError, DataError
+from .pair_classification import embed_pairs, pairwise_similarities
 
 SUITE = ("STS12", "STS13", "STS14", "STS15", "STS16", "STSb", "SICK-R")
 

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import OutputError
+from ..errors import OutputError
 
 _ADVICE = {
     errno.ENOSPC: ("no space left on the device (disk full)", "free some space or choose another folder"),

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ConfigError, ModelFormatError
+from ..errors import ConfigError, ModelFormatError
 from .safe_io import atomic_write_text, writing
 
 MANIFEST = "manifest.json"

@@ -66,7 +66,7 @@ def mine_hard_negatives(
     Returns ``(triplets, report)``: ``Example((anchor, positive, negative))`` for every pair that found one
     (pairs without a candidate are dropped) and counts for the log / metrics.
     """
-    from .examples import Example, normalise
+    from ..data.examples import Example, normalise
 
     same = same or {}
     # One encoding pass over every distinct text; anchors and positives are looked up.

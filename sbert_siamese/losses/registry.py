@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import ConfigError
-from .heads import SoftmaxHead, WeightedL1Head, softmax_loss, verification_loss
-from .losses import cosent_loss, cosine_similarity_loss
-from .losses.contrastive import contrastive_loss, online_contrastive_loss
-from .losses.in_batch import in_batch_negatives_loss
-from .losses.triplet import (
+from ..errors import ConfigError
+from ..models.heads import SoftmaxHead, WeightedL1Head, softmax_loss, verification_loss
+from .contrastive import contrastive_loss, online_contrastive_loss
+from .in_batch import in_batch_negatives_loss
+from .regression import cosent_loss, cosine_similarity_loss
+from .triplet import (
     batch_all_triplet_loss,
     batch_hard_triplet_loss,
     batch_semi_hard_triplet_loss,

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..distances import distance_matrix, pairwise_distance
 from ..errors import ConfigError
-from ..mining import batch_all_triplets, batch_hard_triplets, batch_semi_hard_triplets
+from .miners import batch_all_triplets, batch_hard_triplets, batch_semi_hard_triplets
 
 
 def _check_margin(margin: float) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # Activations a saved model may name. Looked up in this table, never imported by name from the file.
 ACTIVATIONS: dict[str, type[nn.Module]] = {

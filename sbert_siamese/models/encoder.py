@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..backends.onnx import check_backend
+from ..errors import ConfigError
 from .dense import Dense
-from .errors import ConfigError
-from .onnx_backend import check_backend
 from .pooling import Pooling
 
 logger = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ class SiameseEncoder(nn.Module):
 
     def onnx_runner(self, backend: str):
         """The ONNX Runtime runner of ``backend`` for the current weights (made again after they change)."""
-        from .onnx_backend import runner_for
+        from ..backends.onnx import runner_for
 
         version = tuple((id(p), p._version) for p in self.transformer.parameters())
         cached = self._onnx.get(backend)

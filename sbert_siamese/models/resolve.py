@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from .errors import ModelNotFoundError
+from ..errors import ModelNotFoundError
 
 # Known names -> (python package, folder inside it). Resolved without importing the package.
 OFFLINE_PACKAGES: dict[str, tuple[str, str]] = {

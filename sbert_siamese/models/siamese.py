@@ -22,12 +22,12 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from .calibration import Threshold, load_threshold, pair_scores, save_threshold
+from ..errors import ConfigError, ModelFormatError, OutputError
+from ..evaluation.calibration import Threshold, load_threshold, pair_scores, save_threshold
+from ..io.safe_io import inside
 from .encoder import SiameseEncoder
-from .errors import ConfigError, ModelFormatError, OutputError
 from .heads import SoftmaxHead, WeightedL1Head
 from .resolve import resolve_model_path
-from .safe_io import inside
 
 SIDES = ("a", "b")
 
@@ -203,7 +203,7 @@ class SiameseModel(nn.Module):
             state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
             save_file(state, head_dir / "model.safetensors")
             meta["head"] = config["type"]
-        from . import __version__
+        from .. import __version__
 
         meta["version"] = __version__
         save_threshold(path, self.threshold)  # also removes a stale threshold.json of an earlier model

@@ -27,12 +27,12 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
+from .. import __version__
+from ..errors import ConfigError, ModelFormatError, OutputError
+from ..io.safe_io import inside, output_error, replaces_a_protected_folder, staged_dir
 from .dense import Dense
-from .errors import ConfigError, ModelFormatError, OutputError
 from .pooling import Pooling
 from .resolve import resolve_model_path
-from .safe_io import inside, output_error, replaces_a_protected_folder, staged_dir
 
 ST_TYPES = {
     "Transformer": "sentence_transformers.models.Transformer",

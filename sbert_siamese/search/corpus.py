@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
-from .search import DuplicateGroup, build_index, cluster_duplicates, mine_duplicates, resolve_kind
+from ..errors import ConfigError
+from .exact import DuplicateGroup, build_index, cluster_duplicates, mine_duplicates, resolve_kind
 
 SEARCH_SCORES = ("cosine", "dot")
 
@@ -77,7 +77,7 @@ def embed_corpus(
                 list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar, backend=backend
             )
         )
-    from .streaming import encode_to_disk, load_embeddings, weights_fingerprint
+    from ..io.streaming import encode_to_disk, load_embeddings, weights_fingerprint
 
     identity = f"tower {side}, weights {weights_fingerprint(encoder)}"
     encode_to_disk(

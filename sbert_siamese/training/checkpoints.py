@@ -41,14 +41,14 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError, ConfigError, OutputError
-from .safe_io import recover, replaces_a_protected_folder, staged_dir, writing
+from ..errors import CheckpointError, ConfigError, OutputError
+from ..io.safe_io import recover, replaces_a_protected_folder, staged_dir, writing
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
-    from .config import TrainConfig
-    from .examples import Example
+    from ..config import TrainConfig
+    from ..data.examples import Example
 
 logger = logging.getLogger(__name__)
 

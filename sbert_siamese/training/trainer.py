@@ -27,22 +27,22 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..config import TrainConfig
+from ..data.examples import Example, ExampleCollator, from_pairs, normalise
+from ..data.prepare import SOURCE_KEYS, TaskData, make_evaluator, prepare_data
+from ..data.readers import PairExample
+from ..data.samplers import GroupBatchSampler, LengthGroupedBatchSampler, NoDuplicatesBatchSampler
+from ..errors import CheckpointError, ConfigError, TrainingDivergedError
+from ..evaluation.calibration import calibrate, pair_scores
+from ..evaluation.pair_classification import PairClassificationEvaluator
+from ..evaluation.ranking import DuplicateMiningEvaluator
+from ..io.safe_io import staged_dir
+from ..losses.miners import group_neighbours, mine_hard_negatives
+from ..losses.registry import Objective, ObjectiveParams, get_objective, make_head
+from ..models.encoder import SiameseEncoder
+from ..models.heads import WeightedL1Head
+from ..models.siamese import SiameseModel
 from . import checkpoints
-from .calibration import calibrate, pair_scores
-from .config import TrainConfig
-from .data import PairExample
-from .encoder import SiameseEncoder
-from .errors import CheckpointError, ConfigError, TrainingDivergedError
-from .evaluation import PairClassificationEvaluator
-from .evaluation_ranking import DuplicateMiningEvaluator
-from .examples import Example, ExampleCollator, from_pairs, normalise
-from .heads import WeightedL1Head
-from .mining import group_neighbours, mine_hard_negatives
-from .model import SiameseModel
-from .objectives import Objective, ObjectiveParams, get_objective, make_head
-from .safe_io import staged_dir
-from .samplers import GroupBatchSampler, LengthGroupedBatchSampler, NoDuplicatesBatchSampler
-from .task_data import SOURCE_KEYS, TaskData, make_evaluator, prepare_data
 
 logger = logging.getLogger(__name__)
 
@@ -564,7 +564,7 @@ def _write_plots(out_dir: Path, dev_eval, pair_plots: dict) -> None:
     """PNG plots beside metrics.json: the training curve (loss and dev metric per step) and, for labelled
     pairs, score histograms of duplicates vs non-duplicates with the threshold and a precision-recall
     curve. The model is already saved: a plotting failure is logged, never fatal."""
-    from . import plots
+    from ..evaluation import plots
 
     try:
         plots.training_curve(

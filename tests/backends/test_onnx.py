@@ -12,10 +12,10 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from sbert_siamese import SiameseEncoder  # noqa: E402
+from sbert_siamese.backends.onnx import EXPORT_INFO, FILES, ONNX_DIR, export_onnx, read_export_info  # noqa: E402
 from sbert_siamese.cli import main  # noqa: E402
-from sbert_siamese.dense import Dense  # noqa: E402
 from sbert_siamese.errors import ConfigError  # noqa: E402
-from sbert_siamese.onnx_backend import EXPORT_INFO, FILES, ONNX_DIR, export_onnx, read_export_info  # noqa: E402
+from sbert_siamese.models.dense import Dense  # noqa: E402
 
 TEXTS = [
     "a man is playing the guitar",

@@ -12,7 +12,7 @@ import torch
 from sbert_siamese import SiameseEncoder
 from sbert_siamese.cli import main
 
-DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"
 
 
 def bad_train_file(folder: Path) -> Path:

@@ -13,7 +13,7 @@ import pytest
 from sbert_siamese import SiameseEncoder
 from sbert_siamese.cli import main
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "data" / "demo"
 
 
@@ -277,7 +277,7 @@ def test_evaluate_pairs_and_predict_with_a_head(tiny_bert_dir, tmp_path, capsys)
 
 
 def test_evaluate_sts_suite_with_missing_sets_and_pairs_mining_and_plots(tiny_bert_dir, tmp_path, capsys):
-    from sbert_siamese.model import SiameseModel
+    from sbert_siamese.models.siamese import SiameseModel
 
     model_dir = SiameseModel(SiameseEncoder.from_pretrained(tiny_bert_dir)).save(tmp_path / "m")
     sts = tmp_path / "data" / "stsbenchmark"

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from sbert_siamese.config import TrainConfig
-from sbert_siamese.data import (
+from sbert_siamese.data.examples import read_examples
+from sbert_siamese.data.prepare import prepare_data
+from sbert_siamese.data.readers import (
     ROW_REASONS,
     BadRows,
     PairExample,
@@ -26,9 +28,7 @@ from sbert_siamese.data import (
     read_texts_with_lines,
 )
 from sbert_siamese.errors import ConfigError, DataError
-from sbert_siamese.examples import read_examples
-from sbert_siamese.objectives import get_objective
-from sbert_siamese.task_data import prepare_data
+from sbert_siamese.losses.registry import get_objective
 
 NLI = ["entailment", "neutral", "contradiction"]
 LATIN1 = "caf\xe9".encode("latin-1")  # 0xe9 is not UTF-8 on its own
@@ -663,7 +663,7 @@ def test_prepare_data_skips_counts_and_logs(tmp_path, caplog):
         prepare_data(sts_config(tmp_path, on_bad_rows="error"), get_objective("cosine"))
     assert str(info.value).startswith(f"{tmp_path / 'train.tsv'}:12: invalid UTF-8 byte 0xe9")
 
-    with caplog.at_level(logging.WARNING, logger="sbert_siamese.task_data"):
+    with caplog.at_level(logging.WARNING, logger="sbert_siamese.data.prepare"):
         data = prepare_data(sts_config(tmp_path), get_objective("cosine"))
     assert len(data.train) == 8 and len(data.dev) == 2 and len(data.test) == 2
     assert [e.source.rsplit(":", 1)[1] for e in data.dev] == ["2", "5"]
@@ -677,7 +677,7 @@ def test_prepare_data_skips_counts_and_logs(tmp_path, caplog):
         "data/skipped_rows/bad_score": 1,
     }
     assert {k: v for k, v in data.stats.items() if k.startswith("data/skipped_rows")} == expected
-    records = [r for r in caplog.records if r.name == "sbert_siamese.task_data"]
+    records = [r for r in caplog.records if r.name == "sbert_siamese.data.prepare"]
     assert len(records) == 1 and records[0].levelno == logging.WARNING
     message = records[0].getMessage()
     assert "skipped 6 bad row(s) (bad_score: 1, empty_text: 1, invalid_utf8: 1, " in message
@@ -690,10 +690,10 @@ def test_prepare_data_without_bad_rows_adds_no_stats_and_logs_nothing(tmp_path, 
     (tmp_path / "train.tsv").write_text("sentence1\tsentence2\tscore\na\tb\t1\nc\td\t2\n")
     (tmp_path / "dev.tsv").write_text("sentence1\tsentence2\tscore\na\tb\t1\n")
     (tmp_path / "test.tsv").write_text("sentence1\tsentence2\tscore\nc\td\t1\n")
-    with caplog.at_level(logging.WARNING, logger="sbert_siamese.task_data"):
+    with caplog.at_level(logging.WARNING, logger="sbert_siamese.data.prepare"):
         data = prepare_data(sts_config(tmp_path), get_objective("cosine"))
     assert not any(k.startswith("data/skipped_rows") for k in data.stats)
-    assert not [r for r in caplog.records if r.name == "sbert_siamese.task_data"]
+    assert not [r for r in caplog.records if r.name == "sbert_siamese.data.prepare"]
     assert data.bad_rows.total == 0
 
 
@@ -745,7 +745,7 @@ def test_prepare_data_reads_labelled_tasks_and_extra_sources_with_the_policy(tmp
 
 
 def test_train_reports_skipped_rows_in_its_metrics(tmp_path, tiny_bert_dir):
-    from sbert_siamese.training import train
+    from sbert_siamese.training.trainer import train
 
     write_sts(tmp_path)
     config = sts_config(

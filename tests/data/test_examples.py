@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sbert_siamese.data import ScoreRange
-from sbert_siamese.errors import ConfigError, DataError
-from sbert_siamese.examples import (
+from sbert_siamese.data.examples import (
     Example,
     ExampleCollator,
     duplicate_groups,
@@ -27,6 +25,8 @@ from sbert_siamese.examples import (
     read_examples,
     text_id,
 )
+from sbert_siamese.data.readers import ScoreRange
+from sbert_siamese.errors import ConfigError, DataError
 
 FORMATS = ("csv", "tsv", "tsv_quoted", "jsonl")
 SUFFIX = {"csv": ".csv", "tsv": ".tsv", "tsv_quoted": ".tsv", "jsonl": ".jsonl"}
@@ -370,7 +370,7 @@ def test_text_id_is_case_and_space_insensitive_and_in_range():
 
 def test_text_id_is_stable_across_processes():
     # Unlike hash(), the id must not depend on the interpreter's hash seed.
-    code = "from sbert_siamese.examples import text_id; print(text_id('How do I learn?'))"
+    code = "from sbert_siamese.data.examples import text_id; print(text_id('How do I learn?'))"
     values = set()
     for hash_seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}

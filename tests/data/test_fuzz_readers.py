@@ -21,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sbert_siamese.data import (
+from sbert_siamese.data.examples import read_examples
+from sbert_siamese.data.readers import (
     ROW_REASONS,
     BadRows,
     read_pairs,
@@ -29,7 +30,6 @@ from sbert_siamese.data import (
     read_texts_with_lines,
 )
 from sbert_siamese.errors import ConfigError, DataError
-from sbert_siamese.examples import read_examples
 
 FUZZ = settings(
     derandomize=True,

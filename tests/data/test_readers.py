@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sbert_siamese.data import (
+from sbert_siamese.data.readers import (
     Columns,
     PairExample,
     ScoreRange,

@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
+from sbert_siamese.data.examples import Example, normalise
+from sbert_siamese.data.samplers import GroupBatchSampler, LengthGroupedBatchSampler, NoDuplicatesBatchSampler
 from sbert_siamese.errors import ConfigError
-from sbert_siamese.examples import Example, normalise
-from sbert_siamese.samplers import GroupBatchSampler, LengthGroupedBatchSampler, NoDuplicatesBatchSampler
 
 
 def epoch(sampler) -> list[list[int]]:

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
+from sbert_siamese.data.splits import leakage, question_groups, question_key, split_by_question
 from sbert_siamese.errors import ConfigError
-from sbert_siamese.splits import leakage, question_groups, question_key, split_by_question
 
 
 def _partition(ids: list[int]) -> set[frozenset[int]]:

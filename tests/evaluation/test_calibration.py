@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 
 from sbert_siamese import ConfigError
-from sbert_siamese.calibration import THRESHOLD_FILE, Threshold, best_threshold, calibrate, load_threshold
 from sbert_siamese.cli import main
 from sbert_siamese.errors import ModelFormatError
-from sbert_siamese.model import SiameseModel
+from sbert_siamese.evaluation.calibration import (
+    THRESHOLD_FILE,
+    Threshold,
+    best_threshold,
+    calibrate,
+    load_threshold,
+)
+from sbert_siamese.models.siamese import SiameseModel
 
 
 def brute_force_best(scores, labels, metric, is_distance=False):
@@ -187,8 +193,8 @@ def test_predict_without_head_or_threshold_says_how_to_calibrate(tiny_encoder, t
 
 def test_training_on_labelled_pairs_stores_the_dev_threshold(tiny_bert_dir, tmp_path):
     from sbert_siamese.config import TrainConfig
-    from sbert_siamese.examples import Example
-    from sbert_siamese.training import train
+    from sbert_siamese.data.examples import Example
+    from sbert_siamese.training.trainer import train
 
     rows = [json.loads(line) for line in _pairs_file(tmp_path / "p.jsonl").read_text().splitlines()]
     pairs = [Example((r["sentence1"], r["sentence2"]), r["label"]) for r in rows]

@@ -7,7 +7,11 @@ import warnings
 import numpy as np
 import pytest
 
-from sbert_siamese.evaluation import PairClassificationEvaluator, best_threshold_metrics, threshold_sweep
+from sbert_siamese.evaluation.pair_classification import (
+    PairClassificationEvaluator,
+    best_threshold_metrics,
+    threshold_sweep,
+)
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sbert_siamese import plots
 from sbert_siamese.errors import ConfigError, DataError
-from sbert_siamese.evaluation import best_threshold_metrics
+from sbert_siamese.evaluation import plots
+from sbert_siamese.evaluation.pair_classification import best_threshold_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PIXELS = (round(plots.FIGSIZE[1] * plots.DPI), round(plots.FIGSIZE[0] * plots.DPI))  # (rows, columns)
@@ -221,7 +221,7 @@ def test_plots_leave_pyplot_alone(tmp_path):
 
 
 def test_import_does_not_load_matplotlib():
-    code = "import sys, sbert_siamese.plots; print('matplotlib' in sys.modules)"
+    code = "import sys, sbert_siamese.evaluation.plots; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sbert_siamese.evaluation_ranking import (
+from sbert_siamese.evaluation.ranking import (
     DuplicateMiningEvaluator,
     OneShotEvaluator,
     RetrievalEvaluator,

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
-from sbert_siamese.data import PairExample, read_texts
+from sbert_siamese.data.readers import PairExample, read_texts
 from sbert_siamese.errors import ConfigError, DataError
-from sbert_siamese.evaluation import SIMILARITIES, STSEvaluator, pairwise_similarities
+from sbert_siamese.evaluation.pair_classification import SIMILARITIES, STSEvaluator, pairwise_similarities
 
 
 # ---------------------------------------------------------------------------------------------- similarities

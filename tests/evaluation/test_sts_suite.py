@@ -12,7 +12,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from sbert_siamese.errors import ConfigError, DataError
-from sbert_siamese.sts_suite import (
+from sbert_siamese.evaluation.sts_suite import (
     STS_SUBSETS,
     SUITE,
     STSSuiteData,
@@ -204,7 +204,7 @@ def test_score_suite_all_is_the_concatenated_spearman(tmp_path):
 
 
 def test_score_suite_weighted_mean_uses_subset_sizes():
-    from sbert_siamese.data import PairExample
+    from sbert_siamese.data.readers import PairExample
 
     def pairs(scores):
         return [PairExample("a", "b", s) for s in scores]

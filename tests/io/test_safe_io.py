@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from sbert_siamese import safe_io
 from sbert_siamese.errors import OutputError
+from sbert_siamese.io import safe_io
 
 
 def make_old(folder):

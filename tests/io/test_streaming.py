@@ -8,7 +8,7 @@ import pytest
 
 from sbert_siamese import ConfigError
 from sbert_siamese.errors import ModelFormatError
-from sbert_siamese.streaming import MANIFEST, encode_to_disk, fingerprint, load_embeddings
+from sbert_siamese.io.streaming import MANIFEST, encode_to_disk, fingerprint, load_embeddings
 
 TEXTS = [f"sentence number {i} about {'cats' if i % 3 else 'the weather'} today" for i in range(23)]
 
@@ -88,7 +88,7 @@ def test_fingerprint_separates_texts():
 def test_weights_fingerprint_tells_models_apart(tiny_encoder):
     import torch
 
-    from sbert_siamese.streaming import weights_fingerprint
+    from sbert_siamese.io.streaming import weights_fingerprint
 
     before = weights_fingerprint(tiny_encoder)
     assert weights_fingerprint(tiny_encoder) == before

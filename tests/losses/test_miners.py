@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sbert_siamese.distances import distance_matrix
-from sbert_siamese.mining import batch_all_triplets, batch_hard_triplets, batch_semi_hard_triplets
+from sbert_siamese.losses.miners import batch_all_triplets, batch_hard_triplets, batch_semi_hard_triplets
 
 # ---------------------------------------------------------------------------------------------------------
 # batches: (distance matrix, labels); some with real distances, some with integer distances full of ties

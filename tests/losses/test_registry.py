@@ -11,7 +11,6 @@ import torch
 from torch.func import functional_call
 
 from sbert_siamese.errors import ConfigError
-from sbert_siamese.heads import SoftmaxHead, WeightedL1Head, softmax_loss, verification_loss
 from sbert_siamese.losses.contrastive import (
     CONTRASTIVE_DISTANCES,
     contrastive_loss,
@@ -25,6 +24,7 @@ from sbert_siamese.losses.triplet import (
     batch_semi_hard_triplet_loss,
     triplet_loss,
 )
+from sbert_siamese.models.heads import SoftmaxHead, WeightedL1Head, softmax_loss, verification_loss
 
 ALL = ["cosine", "dot", "euclidean", "squared_euclidean", "manhattan", "rbf"]
 NON_NEGATIVE = [name for name in ALL if name != "dot"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sbert_siamese.errors import ConfigError
-from sbert_siamese.pooling import (
+from sbert_siamese.models.pooling import (
     POOLING_MODES,
     Pooling,
     check_pooling_mode,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sbert_siamese import ModelNotFoundError
-from sbert_siamese.resolve import resolve_model_path
+from sbert_siamese.models.resolve import resolve_model_path
 
 
 def test_local_directory_wins(tiny_bert_dir):
@@ -38,7 +38,7 @@ def test_a_file_is_not_a_model(tmp_path):
 
 
 def test_missing_package_is_explained(monkeypatch):
-    import sbert_siamese.resolve as resolve
+    import sbert_siamese.models.resolve as resolve
 
     monkeypatch.setattr(resolve.importlib.util, "find_spec", lambda name: None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

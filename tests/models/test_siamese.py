@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from sbert_siamese import ConfigError, ModelFormatError, SiameseEncoder
-from sbert_siamese.heads import SoftmaxHead, WeightedL1Head
-from sbert_siamese.model import SiameseModel
+from sbert_siamese.models.heads import SoftmaxHead, WeightedL1Head
+from sbert_siamese.models.siamese import SiameseModel
 from tests.conftest import build_tiny_bert
 
 TEXTS_A = [

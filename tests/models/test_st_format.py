@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sbert_siamese import ModelFormatError, SiameseEncoder
-from sbert_siamese.dense import Dense
+from sbert_siamese.models.dense import Dense
 
 TEXTS = ["a man is playing the guitar", "the dog runs in the park", "two children play football", "hi"]
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from sbert_siamese import ConfigError
-from sbert_siamese.calibration import Threshold
 from sbert_siamese.cli import main
-from sbert_siamese.dedup import find_duplicates, semantic_search
-from sbert_siamese.model import SiameseModel
+from sbert_siamese.evaluation.calibration import Threshold
+from sbert_siamese.models.siamese import SiameseModel
+from sbert_siamese.search.corpus import find_duplicates, semantic_search
 
 CORPUS = [
     "how do i learn python",

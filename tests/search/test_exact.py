@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from sbert_siamese import search
 from sbert_siamese.errors import ConfigError
-from sbert_siamese.search import (
+from sbert_siamese.search import exact as search
+from sbert_siamese.search.exact import (
     ClusteredIndex,
     DuplicateGroup,
     build_index,

@@ -18,15 +18,15 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from sbert_siamese import checkpoints
 from sbert_siamese.config import TrainConfig
 from sbert_siamese.errors import CheckpointError, ConfigError, OutputError, TrainingDivergedError
-from sbert_siamese.training import train
+from sbert_siamese.training import checkpoints
+from sbert_siamese.training.trainer import train
 
-from .conftest import build_tiny_bert
+from ..conftest import build_tiny_bert
 
-DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
-ROOT = Path(__file__).resolve().parent.parent
+DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def test_resume_with_accumulation_tasks_and_samplers(dropout_bert, tmp_path, mon
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from sbert_siamese import checkpoints
+    from sbert_siamese.training import checkpoints
     from sbert_siamese.cli import main
 
     write, calls = checkpoints._write_files, []
@@ -216,7 +216,7 @@ def test_damaged_checkpoints_are_detected_and_skipped(tiny_bert_dir, tmp_path, c
     newest = root / "step-00000016" / "model.safetensors"
     newest.write_bytes(newest.read_bytes()[:1000])  # truncated
     assert "does not match its checksum" in checkpoints.verify(root / "step-00000016")
-    with caplog.at_level("WARNING", logger="sbert_siamese.checkpoints"):
+    with caplog.at_level("WARNING", logger="sbert_siamese.training.checkpoints"):
         assert checkpoints.latest_checkpoint(out).step == 8
     assert "step-00000016" in caplog.text and "truncated" in caplog.text
 
@@ -241,7 +241,7 @@ def test_resume_needs_a_checkpoint_and_the_same_recipe(tiny_bert_dir, tmp_path):
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_bert_dir, tmp_path, monkeypatch):
-    import sbert_siamese.training as training
+    import sbert_siamese.training.trainer as training
 
     real = training.get_objective
 
@@ -269,7 +269,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_bert_dir, tmp
 
 def test_nan_before_any_checkpoint_says_so(tiny_bert_dir, tmp_path):
     cfg = TrainConfig(**settings(tiny_bert_dir, tmp_path / "out", max_steps=3, dev_data=None))
-    from sbert_siamese.data import PairExample
+    from sbert_siamese.data.readers import PairExample
 
     pairs = [PairExample("a b", "c d", float("nan"))] * 8
     with pytest.raises(TrainingDivergedError, match="step 1 of 3: the loss is nan.*no checkpoint"):
@@ -282,7 +282,7 @@ def test_overwrite_replaces_the_folder_only_once_the_new_model_is_done(tiny_bert
     before = load_file(out / "model.safetensors")
     (out / "notes.txt").write_text("mine")
 
-    from sbert_siamese.model import SiameseModel
+    from sbert_siamese.models.siamese import SiameseModel
 
     def disk_full(self, path):
         (Path(path) / "model.safetensors").write_bytes(b"half")
@@ -337,7 +337,7 @@ def test_resume_refuses_other_training_data(tiny_bert_dir, tmp_path):
 
 
 def test_a_failed_final_save_keeps_the_checkpoints(tiny_bert_dir, tmp_path, monkeypatch):
-    from sbert_siamese.model import SiameseModel
+    from sbert_siamese.models.siamese import SiameseModel
 
     def disk_full(self, path):
         raise OSError(errno.ENOSPC, "No space left on device")

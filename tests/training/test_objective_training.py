@@ -11,11 +11,11 @@ import torch
 
 from sbert_siamese import ConfigError
 from sbert_siamese.config import TrainConfig
-from sbert_siamese.examples import Example, normalise
-from sbert_siamese.model import SiameseModel
-from sbert_siamese.objectives import OBJECTIVES, get_objective
-from sbert_siamese.task_data import prepare_data
-from sbert_siamese.training import train
+from sbert_siamese.data.examples import Example, normalise
+from sbert_siamese.data.prepare import prepare_data
+from sbert_siamese.losses.registry import OBJECTIVES, get_objective
+from sbert_siamese.models.siamese import SiameseModel
+from sbert_siamese.training.trainer import train
 
 QUESTIONS = [
     ("how do i learn to cook", "what is the best way to learn cooking", 1),
@@ -40,7 +40,7 @@ def data_for(loss: str) -> list[Example]:
     if target in ("binary", "class"):
         return labelled()
     if target == "group":
-        from sbert_siamese.examples import duplicate_groups
+        from sbert_siamese.data.examples import duplicate_groups
 
         return duplicate_groups(labelled())
     if loss == "triplet":
@@ -100,7 +100,7 @@ def test_head_objectives_save_the_head_and_evaluate_it(tiny_bert_dir, tmp_path):
     before = result.model.predict(a, b)
     after = loaded.predict(a, b)
     # the evaluator scores the head from the embeddings it already has: the same as predict()
-    from sbert_siamese.evaluation import best_threshold_metrics
+    from sbert_siamese.evaluation.pair_classification import best_threshold_metrics
 
     labels = [q[2] for q in QUESTIONS]
     assert metrics["qqp-test_ap_head"] == pytest.approx(
@@ -232,7 +232,7 @@ def test_derivations_and_their_errors(tmp_path):
 def test_batch_stream_round_robin_and_proportional():
     from types import SimpleNamespace
 
-    from sbert_siamese.training import _batch_stream
+    from sbert_siamese.training.trainer import _batch_stream
 
     tasks = ["t0", "t1", "t2"]
     loaders = [[f"a{i}" for i in range(2)], [f"b{i}" for i in range(4)], [f"c{i}" for i in range(6)]]
@@ -302,7 +302,7 @@ def write_senteval(folder: Path, split: str, rows) -> None:
 
 def test_senteval_reader_and_its_errors(tmp_path):
     from sbert_siamese import DataError
-    from sbert_siamese.examples import read_examples
+    from sbert_siamese.data.examples import read_examples
 
     names = ["entailment", "neutral", "contradiction"]
     write_senteval(
@@ -395,7 +395,7 @@ def test_mixed_sources_extra_test_sets_and_test_overlap(tmp_path, tiny_bert_dir)
 def test_nli_recipe_loads():
     from sbert_siamese.config import load_recipe
 
-    from .conftest import REPO
+    from ..conftest import REPO
 
     cfg = load_recipe(REPO / "recipes" / "nli_softmax.yaml")
     assert cfg.loss == "softmax" and cfg.num_labels == 3 and cfg.drop_test_overlap
@@ -403,7 +403,7 @@ def test_nli_recipe_loads():
 
 
 def test_weighted_l1_head_starts_as_standardised_l1_distance():
-    from sbert_siamese.heads import WeightedL1Head
+    from sbert_siamese.models.heads import WeightedL1Head
 
     torch.manual_seed(0)
     u, v = torch.randn(64, 8), torch.randn(64, 8)
@@ -418,7 +418,7 @@ def test_weighted_l1_head_starts_as_standardised_l1_distance():
 def test_mine_hard_negatives_skips_known_positives_and_near_duplicates():
     import numpy as np
 
-    from sbert_siamese.mining import mine_hard_negatives
+    from sbert_siamese.losses.miners import mine_hard_negatives
 
     vectors = {
         "anchor": [1.0, 0.0, 0.0],
@@ -446,8 +446,8 @@ def test_mine_hard_negatives_skips_known_positives_and_near_duplicates():
 def test_hard_group_batches_take_nearest_groups_first():
     import numpy as np
 
-    from sbert_siamese.mining import group_neighbours
-    from sbert_siamese.samplers import GroupBatchSampler
+    from sbert_siamese.data.samplers import GroupBatchSampler
+    from sbert_siamese.losses.miners import group_neighbours
 
     # 8 groups of 2 texts; groups 2i and 2i+1 sit next to each other on the circle, the pairs far apart
     angles = {g: (g // 2) * 1.5 + (g % 2) * 0.05 for g in range(8)}
@@ -477,7 +477,7 @@ def test_hard_group_batches_take_nearest_groups_first():
 
 
 def test_labelled_negative_rows_use_a_known_duplicate_or_the_anchor_itself():
-    from sbert_siamese.task_data import labelled_negative_rows
+    from sbert_siamese.data.prepare import labelled_negative_rows
 
     pairs = [
         Example(("how do i cook rice", "best way to cook rice"), 1),
@@ -515,8 +515,8 @@ def test_labelled_negatives_come_from_the_train_split_only(tmp_path):
 
 
 def test_groups_with_labelled_negatives_link_both_sides_in_one_batch():
-    from sbert_siamese.samplers import GroupBatchSampler
-    from sbert_siamese.task_data import groups_with_labelled_negatives
+    from sbert_siamese.data.prepare import groups_with_labelled_negatives
+    from sbert_siamese.data.samplers import GroupBatchSampler
 
     pairs = [
         Example(("how do i cook rice", "best way to cook rice"), 1),
@@ -549,7 +549,7 @@ def test_groups_with_labelled_negatives_link_both_sides_in_one_batch():
 
 
 def test_an_extra_task_does_not_inherit_the_main_tasks_extra_data(tmp_path):
-    from sbert_siamese.training import _extra_task
+    from sbert_siamese.training.trainer import _extra_task
 
     write_qqp(tmp_path / "qqp.tsv", many_questions(40))
     write_qqp(tmp_path / "more.tsv", [(f"extra question {i}", f"extra pair {i}", 1) for i in range(30)])

@@ -12,11 +12,11 @@ from safetensors.torch import load_file
 
 from sbert_siamese import ConfigError, SiameseEncoder
 from sbert_siamese.config import TrainConfig, load_recipe
-from sbert_siamese.data import PairExample, read_pairs
-from sbert_siamese.evaluation import STSEvaluator
-from sbert_siamese.training import train
+from sbert_siamese.data.readers import PairExample, read_pairs
+from sbert_siamese.evaluation.pair_classification import STSEvaluator
+from sbert_siamese.training.trainer import train
 
-DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,7 @@ def test_max_steps_overrides_epochs(tiny_bert_dir, tmp_path, demo_data):
 
 
 def test_non_finite_metrics_are_written_as_null(caplog):
-    from sbert_siamese.training import metrics_json
+    from sbert_siamese.training.trainer import metrics_json
 
     with caplog.at_level("WARNING"):
         text = metrics_json({"a": 1.0, "b": float("nan"), "c": 3})
@@ -222,7 +222,7 @@ def test_scheduler_matches_transformers_and_holds_the_encoder_during_head_only_s
     from transformers import get_linear_schedule_with_warmup
 
     from sbert_siamese.config import TrainConfig
-    from sbert_siamese.training import _scheduler
+    from sbert_siamese.training.trainer import _scheduler
 
     def optimizer(head: bool):
         groups = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1.0, "is_head": False}]
@@ -258,7 +258,7 @@ def test_fused_optimizer_and_clipping_equal_the_per_tensor_reference(tiny_bert_d
     """The speed settings (fused AdamW, multi-tensor clipping) do the same arithmetic as torch's defaults."""
     from accelerate import Accelerator
 
-    from sbert_siamese.training import _clip_gradients, _optimizer
+    from sbert_siamese.training.trainer import _clip_gradients, _optimizer
 
     cfg = config(tmp_path, tiny_bert_dir, weight_decay=0.01, learning_rate=1e-2)
     fast = SiameseEncoder.from_pretrained(tiny_bert_dir)

@@ -1,0 +1,1 @@
+"""Writing files safely (stage then rename) and streaming embeddings to sharded files."""
