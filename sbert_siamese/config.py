@@ -14,7 +14,7 @@ import yaml
 from .data.readers import DATA_FORMATS
 from .distances import DISTANCES
 from .errors import ConfigError
-from .losses.registry import OBJECTIVES
+from .losses import OBJECTIVES
 from .models.pooling import POOLING_MODES
 
 MIXED_PRECISION = ("no", "bf16", "fp16")

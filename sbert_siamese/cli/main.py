@@ -81,7 +81,7 @@ def cmd_evaluate(args) -> int:
 
     from ..data.examples import read_examples
     from ..data.readers import Columns, ScoreRange, load_pairs
-    from ..evaluation.pair_classification import PairClassificationEvaluator, STSEvaluator
+    from ..evaluation import PairClassificationEvaluator, STSEvaluator
     from ..models.siamese import SiameseModel
 
     if args.suite is not None:
@@ -115,7 +115,7 @@ def cmd_evaluate(args) -> int:
         texts_a, texts_b = [e.texts[0] for e in examples], [e.texts[1] for e in examples]
         labels = [e.target for e in examples]
         if args.task == "mining":
-            from ..evaluation.ranking import DuplicateMiningEvaluator
+            from ..evaluation import DuplicateMiningEvaluator
 
             evaluator = DuplicateMiningEvaluator.from_labelled_pairs(
                 texts_a,
@@ -143,7 +143,7 @@ def cmd_evaluate(args) -> int:
 
 def _pair_plots(model, texts_a, texts_b, labels, args, two_way: bool) -> None:
     """Score histogram (duplicates vs not, with the model's threshold) and PR curve into --output-dir."""
-    from ..evaluation.calibration import pair_scores
+    from ..evaluation import pair_scores
     from ..evaluation.plots import write_pair_plots
 
     score = "head" if two_way else "cosine"
@@ -158,7 +158,7 @@ def _pair_plots(model, texts_a, texts_b, labels, args, two_way: bool) -> None:
 def _evaluate_suite(args) -> int:
     """``--suite sts``: STS12-16, STS-B test and SICK-R test, Spearman x 100, as a markdown table (stdout)
     and, with --output-dir, sts_suite.json + sts_suite.md."""
-    from ..evaluation.sts_suite import evaluate_sts_suite, sts_suite_markdown
+    from ..evaluation import evaluate_sts_suite, sts_suite_markdown
     from ..models.siamese import SiameseModel
 
     if args.suite != "sts":

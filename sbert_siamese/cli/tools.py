@@ -35,7 +35,7 @@ def _read_pairs(path: str, text_a: str, text_b: str, label: str | None, bad=None
 
 # ---------------------------------------------------------------------------------------------- calibrate
 def cmd_calibrate(args) -> int:
-    from ..evaluation.calibration import calibrate
+    from ..evaluation import calibrate
     from ..models.resolve import resolve_model_path
     from ..models.siamese import SiameseModel
 
@@ -57,7 +57,7 @@ def cmd_calibrate(args) -> int:
     if args.output:
         model.save(target)
     else:
-        from ..evaluation.calibration import save_threshold
+        from ..evaluation import save_threshold
 
         save_threshold(resolve_model_path(args.model), threshold)
     print(json.dumps({"model": str(target), **threshold.to_dict()}, indent=2))
@@ -122,7 +122,7 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 def cmd_dedup(args) -> int:
     from ..data.readers import read_texts_with_lines
     from ..models.siamese import SiameseModel
-    from ..search.corpus import find_duplicates
+    from ..search import find_duplicates
 
     output = Path(args.output)
     if output.suffix not in (".jsonl", ".csv", ".tsv"):
@@ -178,7 +178,7 @@ def cmd_dedup(args) -> int:
 def cmd_search(args) -> int:
     from ..data.readers import read_texts, read_texts_with_lines
     from ..models.siamese import SiameseModel
-    from ..search.corpus import semantic_search
+    from ..search import semantic_search
 
     queries = list(args.query or [])
     if args.queries:
@@ -213,8 +213,8 @@ def cmd_mine(args) -> int:
     known positive; written as triplets for the triplet objectives."""
     from ..data.examples import Example, known_positives
     from ..data.readers import read_texts
-    from ..losses.miners import mine_hard_negatives
     from ..models.siamese import SiameseModel
+    from ..search import mine_hard_negatives
 
     output = Path(args.output)
     if output.suffix not in (".jsonl", ".csv", ".tsv"):
@@ -257,8 +257,8 @@ def add_backend_argument(p) -> None:
 
 
 def add_parsers(sub) -> None:
-    from ..evaluation.calibration import METRICS, SCORES
-    from ..search.exact import KINDS
+    from ..evaluation import METRICS, SCORES
+    from ..search import KINDS
 
     p = sub.add_parser(
         "calibrate",

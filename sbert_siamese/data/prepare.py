@@ -25,8 +25,8 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import ConfigError
-from ..evaluation.pair_classification import PairClassificationEvaluator, STSEvaluator
-from ..losses.registry import Objective
+from ..evaluation import PairClassificationEvaluator, STSEvaluator
+from ..losses import Objective
 from .examples import (
     Example,
     duplicate_groups,

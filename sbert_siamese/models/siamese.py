@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import ConfigError, ModelFormatError, OutputError
-from ..evaluation.calibration import Threshold, load_threshold, pair_scores, save_threshold
+from ..evaluation import Threshold, load_threshold, pair_scores, save_threshold
 from ..io.safe_io import inside
 from .encoder import SiameseEncoder
 from .heads import SoftmaxHead, WeightedL1Head

@@ -33,15 +33,13 @@ from ..data.prepare import SOURCE_KEYS, TaskData, make_evaluator, prepare_data
 from ..data.readers import PairExample
 from ..data.samplers import GroupBatchSampler, LengthGroupedBatchSampler, NoDuplicatesBatchSampler
 from ..errors import CheckpointError, ConfigError, TrainingDivergedError
-from ..evaluation.calibration import calibrate, pair_scores
-from ..evaluation.pair_classification import PairClassificationEvaluator
-from ..evaluation.ranking import DuplicateMiningEvaluator
+from ..evaluation import DuplicateMiningEvaluator, PairClassificationEvaluator, calibrate, pair_scores
 from ..io.safe_io import staged_dir
-from ..losses.miners import group_neighbours, mine_hard_negatives
-from ..losses.registry import Objective, ObjectiveParams, get_objective, make_head
+from ..losses import Objective, ObjectiveParams, get_objective, make_head
 from ..models.encoder import SiameseEncoder
 from ..models.heads import WeightedL1Head
 from ..models.siamese import SiameseModel
+from ..search import group_neighbours, mine_hard_negatives
 from . import checkpoints
 
 logger = logging.getLogger(__name__)
