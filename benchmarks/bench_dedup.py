@@ -108,7 +108,7 @@ def run_method(method: str, embeddings_path: str, n: int, out: str, repeats: int
     torch.set_num_threads(os.cpu_count() or 1)
     from sentence_transformers.util import paraphrase_mining_embeddings
 
-    from sbert_siamese.search.exact import mine_duplicates
+    from sbert_siamese.search import mine_duplicates
 
     embeddings = np.load(embeddings_path, mmap_mode="r")[:n].astype(np.float32)
     base_rss = peak_rss_mb()  # libraries imported and data loaded: what follows is the method's own

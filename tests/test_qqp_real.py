@@ -16,7 +16,7 @@ RECIPE = "qqp_contrastive"
 
 def test_qqp_recipe_raises_test_ap_on_unseen_questions(shared_data_dir, packaged_minilm, tmp_path):
     from sbert_siamese.data.prepare import prepare_data
-    from sbert_siamese.losses.registry import get_objective
+    from sbert_siamese.losses import get_objective
     from sbert_siamese.training.trainer import train
 
     config = load_recipe(

@@ -33,7 +33,7 @@ def _unit_rows(x) -> torch.Tensor:
 def cosine_top_k(queries, corpus, k: int, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` corpus rows most cosine-similar to each query row, best first (ties: lower index first);
     ``k`` is capped at the number of candidates. Exact chunked search from ``search.exact_topk``."""
-    from ..search.exact import exact_topk
+    from ..search import exact_topk
 
     q, c = _unit_rows(queries), _unit_rows(corpus)
     if q.shape[1] != c.shape[1]:
@@ -57,7 +57,7 @@ def _positive_ks(values: Iterable[int], what: str) -> tuple[int, ...]:
 def duplicate_closure(pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
     """All pairs (i, j), i < j, inside the connected components of the graph with edges ``pairs``
     (duplicates of duplicates are duplicates)."""
-    from ..search.exact import cluster_duplicates
+    from ..search import cluster_duplicates
 
     pairs = [(int(a), int(b)) for a, b in pairs]
     n = 1 + max((max(a, b) for a, b in pairs), default=-1)

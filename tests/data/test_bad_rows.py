@@ -28,7 +28,7 @@ from sbert_siamese.data.readers import (
     read_texts_with_lines,
 )
 from sbert_siamese.errors import ConfigError, DataError
-from sbert_siamese.losses.registry import get_objective
+from sbert_siamese.losses import get_objective
 
 NLI = ["entailment", "neutral", "contradiction"]
 LATIN1 = "caf\xe9".encode("latin-1")  # 0xe9 is not UTF-8 on its own

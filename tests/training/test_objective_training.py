@@ -13,7 +13,7 @@ from sbert_siamese import ConfigError
 from sbert_siamese.config import TrainConfig
 from sbert_siamese.data.examples import Example, normalise
 from sbert_siamese.data.prepare import prepare_data
-from sbert_siamese.losses.registry import OBJECTIVES, get_objective
+from sbert_siamese.losses import OBJECTIVES, get_objective
 from sbert_siamese.models.siamese import SiameseModel
 from sbert_siamese.training.trainer import train
 
@@ -418,7 +418,7 @@ def test_weighted_l1_head_starts_as_standardised_l1_distance():
 def test_mine_hard_negatives_skips_known_positives_and_near_duplicates():
     import numpy as np
 
-    from sbert_siamese.losses.miners import mine_hard_negatives
+    from sbert_siamese.search import mine_hard_negatives
 
     vectors = {
         "anchor": [1.0, 0.0, 0.0],
@@ -447,7 +447,7 @@ def test_hard_group_batches_take_nearest_groups_first():
     import numpy as np
 
     from sbert_siamese.data.samplers import GroupBatchSampler
-    from sbert_siamese.losses.miners import group_neighbours
+    from sbert_siamese.search import group_neighbours
 
     # 8 groups of 2 texts; groups 2i and 2i+1 sit next to each other on the circle, the pairs far apart
     angles = {g: (g // 2) * 1.5 + (g % 2) * 0.05 for g in range(8)}
