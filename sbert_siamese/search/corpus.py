@@ -2,7 +2,7 @@
 
 ``find_duplicates`` encodes a corpus (in memory, or sharded to disk and resumable with
 ``embeddings_dir``), finds every pair above the threshold through each text's top-k neighbours (exact
-chunked search, or a faiss index past ``search.APPROXIMATE_FROM`` texts), and groups the pairs into
+chunked search, or a clustered index from ``index.APPROXIMATE_FROM`` texts), and groups the pairs into
 clusters with a representative. The threshold defaults to the one calibrated and stored with the model.
 """
 
@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .exact import DuplicateGroup, build_index, cluster_duplicates, mine_duplicates, resolve_kind
+from .base import SIMILARITIES
+from .duplicates import DuplicateGroup, cluster_duplicates, mine_duplicates
+from .index import build_index, resolve_kind
 
-SEARCH_SCORES = ("cosine", "dot")
+SEARCH_SCORES = SIMILARITIES  # what dedup and search rank by
 
 
 @dataclass
@@ -27,7 +29,7 @@ class DedupResult:
     groups: list[DuplicateGroup]  # connected components of the pairs, largest first
     threshold: float
     similarity: str
-    index: str  # the search actually used: exact, flat, ivf or hnsw
+    index: str  # the search actually used: exact, clustered, flat, ivf or hnsw
     timings: dict[str, float] = field(default_factory=dict)
 
 
