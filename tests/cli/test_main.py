@@ -200,6 +200,12 @@ def test_encode_checks_the_output_name_before_loading_anything(tmp_path, capsys)
     assert "expected a .npy file name" in capsys.readouterr().err
 
 
+def test_encode_checks_precision_against_a_sharded_output_before_reading_anything(tmp_path, capsys):
+    args = ["encode", "--model", str(tmp_path / "nowhere"), "--input", str(tmp_path / "missing.txt")]
+    assert main([*args, "--output", str(tmp_path / "shards"), "--precision", "bf16"]) == 2
+    assert "--precision applies to .npy output" in capsys.readouterr().err
+
+
 def test_evaluate_pairs_and_predict_with_a_head(tiny_bert_dir, tmp_path, capsys):
     rows = "".join(
         f"{a}\t{b}\t{y}\n"
