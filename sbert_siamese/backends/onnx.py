@@ -36,6 +36,7 @@ from torch import nn
 
 from ..errors import ConfigError, ModelFormatError, OutputError
 from ..io.safe_io import safe_name, staged_dir
+from ..io.streaming import weights_fingerprint as module_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +90,8 @@ def input_names(encoder) -> list[str]:
 
 
 def weights_fingerprint(encoder) -> str:
-    from ..io.streaming import weights_fingerprint as fingerprint
-
-    return fingerprint(encoder.transformer)
+    """The fingerprint of the transformer an export was made from (its pooling and dense run in torch)."""
+    return module_fingerprint(encoder.transformer)
 
 
 def _export_fp32(encoder, path: Path) -> None:

@@ -11,27 +11,26 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import ConfigError, DataError
-from .readers import (
+from .readers import PairExample, ScoreRange, read_stsb
+from .rows import (
     EXTENSIONS,
     BadRows,
-    PairExample,
-    ScoreRange,
     _decode,
     _lines,
     _no_rows,
     _policy,
+    _require_columns,
     _show,
     _text,
     parquet_rows,
     parquet_table,
-    read_stsb,
     table_rows,
 )
 
@@ -100,6 +99,20 @@ def _rows(
     )
 
 
+def _target_parser(
+    target: str, column: str | None, score_range: ScoreRange, label_names: Sequence[str] | None, n_labels: int
+) -> Callable[[dict, str, int | None], object]:
+    """``parse(row, path, line)``: the target of a row as ``target`` says (a scaled score, a label index, a
+    group id, or None); a bad value is a ``DataError`` naming file and line."""
+    if target == "score":
+        return lambda row, path, line: score_range.scale(row[column], path, line)
+    if target in ("binary", "class"):
+        return lambda row, path, line: parse_label(row[column], label_names, n_labels, path, line)
+    if target == "group":
+        return lambda row, path, line: _group_id(row[column], path, line)
+    return lambda row, path, line: None
+
+
 def read_examples(
     path: str | Path,
     data_format: str | None,
@@ -143,26 +156,14 @@ def read_examples(
     required = list(text_columns) + ([target_column] if target != "none" else []) + list(key_columns or [])
     before = bad_rows.total
     examples, keys = [], []
-    n_labels = 2 if target == "binary" else num_labels
+    parse_target = _target_parser(
+        target, target_column, score_range, label_names, n_labels_for(target, num_labels)
+    )
     for line_no, row in _rows(path, fmt, required, bad_rows):
         try:
-            for column in required:
-                if column not in row:
-                    raise DataError(
-                        f"missing column {column!r}; found columns {sorted(map(str, row))}",
-                        path,
-                        line_no,
-                        reason="missing_column",
-                    )
+            _require_columns(row, required, path, line_no)
             texts = tuple(_text(row[c], f"column {c!r}", path, line_no) for c in text_columns)
-            if target == "score":
-                value = score_range.scale(row[target_column], path, line_no)
-            elif target in ("binary", "class"):
-                value = parse_label(row[target_column], label_names, n_labels, path, line_no)
-            elif target == "group":
-                value = _group_id(row[target_column], path, line_no)
-            else:
-                value = None
+            value = parse_target(row, path, line_no)
         except DataError as err:
             bad_rows.handle(err)
             continue

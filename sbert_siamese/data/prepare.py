@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import TrainConfig
+from ..config import SOURCE_KEYS, TrainConfig
 from ..errors import ConfigError
 from ..evaluation import PairClassificationEvaluator, STSEvaluator
 from ..losses import Objective
@@ -63,13 +63,6 @@ class TaskData:
 
 def _paths(value) -> list[str]:
     return list(value) if isinstance(value, list | tuple) else [value]
-
-
-# Keys a data source written as a mapping may set, on top of ``path`` (and ``name`` for test sets).
-SOURCE_KEYS = (
-    "data_format", "text_a_column", "text_b_column", "score_column", "score_min", "score_max", "label_column",
-    "label_names", "text_columns", "key_columns",
-)  # fmt: skip
 
 
 def source_config(config: TrainConfig, source) -> tuple[TrainConfig, str]:
@@ -136,102 +129,20 @@ def prepare_data(config: TrainConfig, objective: Objective, bad_rows: BadRows | 
     if bad_rows is None:
         bad_rows = BadRows(config.on_bad_rows)
     start = bad_rows.copy()
-    derived = config.derive != "none"
-    if derived and objective.target not in ("none", "group"):
-        raise ConfigError(
-            f"derive: {config.derive} makes inputs for in-batch or mined-triplet losses, "
-            f"not for loss {config.loss}"
-        )
-    if config.derive == "positives" and objective.target != "none":
-        raise ConfigError(
-            f"derive: positives fits in_batch_negatives or triplet-style losses, not {config.loss}"
-        )
-    if config.derive == "groups" and objective.target != "group":
-        raise ConfigError(f"derive: groups fits the batch_*_triplet losses, not {config.loss}")
-    if objective.target == "group" and not derived:
-        raise ConfigError(f"loss {config.loss} needs group-labelled texts: set derive: groups")
-    read_target = "binary" if derived else objective.target
-    eval_target = "score" if objective.target == "score" or config.eval_task == "sts" else "binary"
-    if config.eval_task == "pairs":
-        eval_target = "binary"
-
-    train, train_keys = [], []
-    for source in _paths(config.train_data):
-        examples, keys = _read(config, source, read_target, bad_rows)
-        train += examples
-        train_keys += keys
-    stats: dict[str, float] = {}
+    read_target, eval_target = _targets(config, objective)
+    train, train_keys = _read_all(config, _paths(config.train_data), read_target, bad_rows)
+    stats: dict[str, float] = {}  # filled step by step: its order is the order of metrics.json
     if config.split == "question":
-        if config.dev_data is not None or config.test_data is not None:
-            raise ConfigError(
-                "split: question makes dev and test from train_data: set dev_data and test_data to null"
-            )
-        if read_target not in ("binary", "class", "score"):
-            raise ConfigError("split: question needs labelled or scored pairs in train_data")
-        names = split_by_question(train_keys, tuple(config.split_fractions), config.split_seed)
-        parts = {
-            n: [e for e, s in zip(train, names, strict=True) if s == n] for n in ("train", "dev", "test")
-        }
-        held_out = {k for key, s in zip(train_keys, names, strict=True) if s != "train" for k in key}
-        train, dev, test = parts["train"], parts["dev"], parts["test"]
-        stats.update({f"data/{n}_pairs": len(p) for n, p in parts.items()})
+        train, dev, test, held_out = _split_by_question(config, train, train_keys, read_target, stats)
     else:
-        held_out = set()
-        dev = _read(config, config.dev_data, eval_target, bad_rows)[0] if config.dev_data else None
-        test = _read(config, config.test_data, eval_target, bad_rows)[0] if config.test_data else None
-        for part in (dev, test):
-            for e in part or []:
-                held_out.update(normalise(t) for t in e.texts)
-    for source in _paths(config.extra_train_data) if config.extra_train_data else []:
-        examples, keys = _read(config, source, read_target, bad_rows)
-        kept = [e for e, key in zip(examples, keys, strict=True) if not (set(key) & held_out)]
-        label = Path(source["path"] if isinstance(source, dict) else source).name
-        stats[f"data/extra_dropped_shared_question/{label}"] = len(examples) - len(kept)
-        train += kept
-    extra_tests = {}
-    for source in config.extra_test_data or []:
-        if not isinstance(source, dict) or "name" not in source:
-            raise ConfigError(
-                f"extra_test_data entries need a 'name' (the metric prefix) and a 'path': {source}"
-            )
-        extra_tests[source["name"]] = _read(config, source, eval_target, bad_rows)[0]
+        dev, test, held_out = _read_dev_test(config, eval_target, bad_rows)
+    train = train + _extra_train(config, held_out, read_target, bad_rows, stats)
+    extra_tests = _read_extra_tests(config, eval_target, bad_rows)
     if config.drop_test_overlap:
-        test_texts = {
-            normalise(t) for part in [test or [], *extra_tests.values()] for e in part for t in e.texts
-        }
-        kept = [e for e in train if not any(normalise(t) in test_texts for t in e.texts)]
-        stats["data/dropped_test_overlap"] = len(train) - len(kept)
-        train = kept
-    corpus, same = [], {}
-    if config.hard_negatives:
-        if config.derive != "positives":
-            raise ConfigError(
-                "hard_negatives mines negatives for (anchor, positive) pairs: set derive: positives"
-            )
-        corpus = [t for e in train for t in e.texts]
-        same = known_positives(train)
-    negative_rows, neighbours = [], None
-    if config.labelled_negatives and config.derive == "groups":
-        if config.hard_batches:
-            raise ConfigError("labelled_negatives and hard_batches both choose batch neighbours: set one")
-        groups, neighbours = groups_with_labelled_negatives(train)
-        stats["data/labelled_negative_links"] = sum(len(v) for v in neighbours.values()) // 2
-    elif config.labelled_negatives:
-        if not config.hard_negatives:
-            raise ConfigError(
-                "labelled_negatives adds (anchor, positive, negative) rows, so the duplicate pairs need a "
-                "negative too: set hard_negatives: true (or use derive: groups)"
-            )
-        negative_rows = labelled_negative_rows(train)
-        stats["data/labelled_negative_rows"] = len(negative_rows)
-        stats["data/labelled_negative_rows_self_positive"] = sum(
-            e.texts[0] == e.texts[1] for e in negative_rows
-        )
-    if config.derive == "positives":
-        train = positives(train)
-    elif config.derive == "groups":
-        train = groups if neighbours is not None else duplicate_groups(train)
-        stats["data/groups"] = len({e.target for e in train})
+        train = _drop_test_overlap(train, [test or [], *extra_tests.values()], stats)
+    corpus, same = _mining_corpus(config, train)
+    negative_rows, groups, neighbours = _labelled_negatives(config, train, stats)
+    train = _derive(config, train, groups, stats)
     if not train:
         raise ConfigError("no training examples left after the split / derivation")
     stats["data/train_examples"] = len(train)
@@ -250,6 +161,158 @@ def prepare_data(config: TrainConfig, objective: Objective, bad_rows: BadRows | 
     )
 
 
+# ------------------------------------------------------------------------------------ the steps, in order
+def _targets(config: TrainConfig, objective: Objective) -> tuple[str, str]:
+    """What to read for training and for evaluation: ``(read_target, eval_target)``. Refuses a ``derive``
+    that does not fit the loss before any file is read."""
+    derived = config.derive != "none"
+    if derived and objective.target not in ("none", "group"):
+        raise ConfigError(
+            f"derive: {config.derive} makes inputs for in-batch or mined-triplet losses, "
+            f"not for loss {config.loss}"
+        )
+    if config.derive == "positives" and objective.target != "none":
+        raise ConfigError(
+            f"derive: positives fits in_batch_negatives or triplet-style losses, not {config.loss}"
+        )
+    if config.derive == "groups" and objective.target != "group":
+        raise ConfigError(f"derive: groups fits the batch_*_triplet losses, not {config.loss}")
+    if objective.target == "group" and not derived:
+        raise ConfigError(f"loss {config.loss} needs group-labelled texts: set derive: groups")
+    read_target = "binary" if derived else objective.target  # derivations start from labelled pairs
+    eval_target = "score" if objective.target == "score" or config.eval_task == "sts" else "binary"
+    if config.eval_task == "pairs":
+        eval_target = "binary"
+    return read_target, eval_target
+
+
+def _read_all(
+    config: TrainConfig, sources, target: str, bad_rows: BadRows
+) -> tuple[list[Example], list[tuple[str, ...]]]:
+    """The examples of every source, concatenated in order, with their question keys."""
+    examples, keys = [], []
+    for source in sources:
+        more, more_keys = _read(config, source, target, bad_rows)
+        examples += more
+        keys += more_keys
+    return examples, keys
+
+
+def _split_by_question(
+    config: TrainConfig, train: list[Example], keys: list[tuple[str, ...]], read_target: str, stats: dict
+) -> tuple[list[Example], list[Example], list[Example], set[str]]:
+    """``split: question``: train / dev / test cut from ``train_data`` so that no question is in two of
+    them. Returns them and the keys held out of train (dev and test questions)."""
+    if config.dev_data is not None or config.test_data is not None:
+        raise ConfigError(
+            "split: question makes dev and test from train_data: set dev_data and test_data to null"
+        )
+    if read_target not in ("binary", "class", "score"):
+        raise ConfigError("split: question needs labelled or scored pairs in train_data")
+    names = split_by_question(keys, tuple(config.split_fractions), config.split_seed)
+    parts = {n: [e for e, s in zip(train, names, strict=True) if s == n] for n in ("train", "dev", "test")}
+    held_out = {k for key, s in zip(keys, names, strict=True) if s != "train" for k in key}
+    stats.update({f"data/{n}_pairs": len(p) for n, p in parts.items()})
+    return parts["train"], parts["dev"], parts["test"], held_out
+
+
+def _read_dev_test(
+    config: TrainConfig, eval_target: str, bad_rows: BadRows
+) -> tuple[list[Example] | None, list[Example] | None, set[str]]:
+    """``dev_data`` and ``test_data`` (None when not set), and their normalised texts, held out of train."""
+    dev = _read(config, config.dev_data, eval_target, bad_rows)[0] if config.dev_data else None
+    test = _read(config, config.test_data, eval_target, bad_rows)[0] if config.test_data else None
+    held_out = set()
+    for part in (dev, test):
+        for e in part or []:
+            held_out.update(normalise(t) for t in e.texts)
+    return dev, test, held_out
+
+
+def _extra_train(
+    config: TrainConfig, held_out: set[str], read_target: str, bad_rows: BadRows, stats: dict
+) -> list[Example]:
+    """``extra_train_data``: train-only examples, minus any that shares a question with dev or test."""
+    added = []
+    for source in _paths(config.extra_train_data) if config.extra_train_data else []:
+        examples, keys = _read(config, source, read_target, bad_rows)
+        kept = [e for e, key in zip(examples, keys, strict=True) if not (set(key) & held_out)]
+        label = Path(source["path"] if isinstance(source, dict) else source).name
+        stats[f"data/extra_dropped_shared_question/{label}"] = len(examples) - len(kept)
+        added += kept
+    return added
+
+
+def _read_extra_tests(config: TrainConfig, eval_target: str, bad_rows: BadRows) -> dict[str, list[Example]]:
+    """``extra_test_data``: name (the metric prefix) -> pairs, read like the test set."""
+    extra_tests = {}
+    for source in config.extra_test_data or []:
+        if not isinstance(source, dict) or "name" not in source:
+            raise ConfigError(
+                f"extra_test_data entries need a 'name' (the metric prefix) and a 'path': {source}"
+            )
+        extra_tests[source["name"]] = _read(config, source, eval_target, bad_rows)[0]
+    return extra_tests
+
+
+def _drop_test_overlap(train: list[Example], tests: list[list[Example]], stats: dict) -> list[Example]:
+    """``drop_test_overlap``: train without the examples that hold a text of a test set."""
+    test_texts = {normalise(t) for part in tests for e in part for t in e.texts}
+    kept = [e for e in train if not any(normalise(t) in test_texts for t in e.texts)]
+    stats["data/dropped_test_overlap"] = len(train) - len(kept)
+    return kept
+
+
+def _mining_corpus(config: TrainConfig, train: list[Example]) -> tuple[list[str], dict[str, set[str]]]:
+    """For ``hard_negatives``: every training text, and each text's known positives (never a negative)."""
+    if not config.hard_negatives:
+        return [], {}
+    if config.derive != "positives":
+        raise ConfigError(
+            "hard_negatives mines negatives for (anchor, positive) pairs: set derive: positives"
+        )
+    return [t for e in train for t in e.texts], known_positives(train)
+
+
+def _labelled_negatives(
+    config: TrainConfig, train: list[Example], stats: dict
+) -> tuple[list[Example], list[Example] | None, dict | None]:
+    """For ``labelled_negatives``: ``(negative_rows, groups, neighbours)``. With ``derive: groups`` the
+    groups and their labelled-negative links (``groups_with_labelled_negatives``); otherwise the
+    (anchor, positive, negative) rows added to the mined triplets (``labelled_negative_rows``)."""
+    if not config.labelled_negatives:
+        return [], None, None
+    if config.derive == "groups":
+        if config.hard_batches:
+            raise ConfigError("labelled_negatives and hard_batches both choose batch neighbours: set one")
+        groups, neighbours = groups_with_labelled_negatives(train)
+        stats["data/labelled_negative_links"] = sum(len(v) for v in neighbours.values()) // 2
+        return [], groups, neighbours
+    if not config.hard_negatives:
+        raise ConfigError(
+            "labelled_negatives adds (anchor, positive, negative) rows, so the duplicate pairs need a "
+            "negative too: set hard_negatives: true (or use derive: groups)"
+        )
+    negative_rows = labelled_negative_rows(train)
+    stats["data/labelled_negative_rows"] = len(negative_rows)
+    stats["data/labelled_negative_rows_self_positive"] = sum(e.texts[0] == e.texts[1] for e in negative_rows)
+    return negative_rows, None, None
+
+
+def _derive(
+    config: TrainConfig, train: list[Example], groups: list[Example] | None, stats: dict
+) -> list[Example]:
+    """``derive``: the duplicate pairs as (anchor, positive), or the duplicate clusters as group-labelled
+    texts (``groups``, when ``_labelled_negatives`` made them already)."""
+    if config.derive == "positives":
+        return positives(train)
+    if config.derive == "groups":
+        train = groups if groups is not None else duplicate_groups(train)
+        stats["data/groups"] = len({e.target for e in train})
+    return train
+
+
+# ------------------------------------------------------------------------------------ derived inputs
 def groups_with_labelled_negatives(pairs: list[Example]) -> tuple[list[Example], dict[int, list[int]]]:
     """Duplicate clusters as groups (``duplicate_groups``), plus, for the batch-mined triplet losses, the
     labelled non-duplicates: a text of a pair labelled 0 that is in no cluster becomes a group of its own,
@@ -304,6 +367,7 @@ def labelled_negative_rows(pairs: list[Example]) -> list[Example]:
     return rows
 
 
+# ------------------------------------------------------------------------------------ evaluators
 def make_evaluator(
     examples: list[Example] | None, split: str, data: TaskData, config: TrainConfig, objective: Objective
 ):

@@ -1,5 +1,5 @@
-"""Readers for scored sentence pairs and for plain texts (the bad-row policy and the row layer are in
-``rows.py`` and re-exported here).
+"""Readers for scored sentence pairs (the bad-row policy and the row layer are in ``rows.py``, the readers
+of plain texts in ``texts.py``; both are re-exported here).
 
 Every reader returns a list of ``PairExample`` with the score scaled to [0, 1], or raises ``DataError``
 naming the file, the line and what was expected. Nothing here reads from the network unless a Hugging
@@ -22,6 +22,7 @@ from pathlib import Path
 from ..errors import ConfigError, DataError
 from .rows import (  # noqa: F401 - BadRows, ROW_REASONS, table_rows... are part of this module's API too
     BAD_ROW_POLICIES,
+    EXTENSIONS,
     ROW_REASONS,
     TABLE_FORMATS,
     BadRows,
@@ -31,15 +32,16 @@ from .rows import (  # noqa: F401 - BadRows, ROW_REASONS, table_rows... are part
     _no_rows,
     _policy,
     _read_text,
+    _require_columns,
     _show,
     _text,
     parquet_rows,
     parquet_table,
     table_rows,
 )
+from .texts import read_texts, read_texts_with_lines  # noqa: F401 - importable from here as before
 
 DATA_FORMATS = ("stsb", "csv", "tsv", "tsv_quoted", "jsonl", "parquet", "senteval", "hf")
-EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
 @dataclass(frozen=True)
@@ -166,14 +168,7 @@ def _rows_to_examples(
     examples = []
     for line_no, row in rows:
         try:
-            for column in (columns.text_a, columns.text_b, columns.score):
-                if column not in row:
-                    raise DataError(
-                        f"missing column {column!r}; found columns {sorted(map(str, row))}",
-                        path,
-                        line_no,
-                        "missing_column",
-                    )
+            _require_columns(row, (columns.text_a, columns.text_b, columns.score), path, line_no)
             a = _text(row[columns.text_a], f"column {columns.text_a!r}", path, line_no)
             b = _text(row[columns.text_b], f"column {columns.text_b!r}", path, line_no)
             score = score_range.scale(row[columns.score], path, line_no)
@@ -343,83 +338,3 @@ def load_pairs(
     if data_dir is not None and not path.is_absolute():
         path = Path(data_dir) / path
     return read_pairs(path, data_format, columns, score_range, bad_rows)
-
-
-def _string(value, column: str, path: str, line: int | None) -> str:
-    if not isinstance(value, str):
-        raise DataError(
-            f"column {column!r} must be a string, found {_show(value)}", path, line, "not_a_string"
-        )
-    return _text(value, f"column {column!r}", path, line)
-
-
-def read_texts(path: str | Path, column: str = "text", bad_rows: BadRows | None = None) -> list[str]:
-    """Texts from .txt (one per line), .csv/.tsv (a header naming ``column``), .jsonl (objects with key
-    ``column``) or .parquet (a string column ``column``). Errors name the file and line (parquet: row).
-
-    Text i of the output is the i-th line (row) of the input: a blank line is an error, not skipped. With
-    ``bad_rows`` set to skip, bad lines are left out instead; ``read_texts_with_lines`` then says which
-    line each text came from."""
-    return read_texts_with_lines(path, column, bad_rows)[0]
-
-
-def read_texts_with_lines(
-    path: str | Path, column: str = "text", bad_rows: BadRows | None = None
-) -> tuple[list[str], list[int]]:
-    """``read_texts`` and, for each text, its line (.txt, .jsonl), the line its record ends on (.csv,
-    .tsv), or its row counted from 1 (.parquet)."""
-    path = str(path)
-    bad_rows = _policy(bad_rows)
-    before = bad_rows.total
-    suffix = Path(path).suffix.lower()
-    texts, lines = [], []
-    if suffix == ".txt":
-        text, dropped = _decode(path, "texts", bad_rows)
-        numbered = list(_lines(text))
-        if numbered and not numbered[-1][1]:
-            numbered.pop()  # the newline that ends the last line
-        for line_no, line in numbered:
-            if line_no in dropped:
-                continue  # counted as invalid_utf8
-            try:
-                texts.append(_text(line, "text", path, line_no))
-                lines.append(line_no)
-            except DataError as err:
-                bad_rows.handle(err)
-    elif suffix in (".csv", ".tsv", ".jsonl"):
-        rows = table_rows(path, EXTENSIONS[suffix], required=[column], expected="texts", bad_rows=bad_rows)
-        for line_no, row in rows:
-            try:
-                if column not in row:
-                    raise DataError(
-                        f"no column {column!r}; found columns {sorted(map(str, row))}",
-                        path,
-                        line_no,
-                        "missing_column",
-                    )
-                texts.append(_string(row[column], column, path, line_no))
-                lines.append(line_no)
-            except DataError as err:
-                bad_rows.handle(err)
-    elif suffix == ".parquet":
-        table = parquet_table(path, "texts")
-        if column not in table.column_names:
-            raise DataError(
-                f"no column {column!r}; found columns {sorted(table.column_names)}",
-                path,
-                None,
-                "columns_not_found",
-            )
-        for row, value in enumerate(table.column(column).to_pylist(), start=1):
-            try:
-                texts.append(_string(value, column, path, row))
-                lines.append(row)
-            except DataError as err:
-                bad_rows.handle(err)
-    else:
-        raise ConfigError(
-            f"{path}: unsupported input type {suffix!r}; use .txt, .csv, .tsv, .jsonl or .parquet"
-        )
-    if not texts:
-        raise _no_rows("texts", path, bad_rows, before)
-    return texts, lines

@@ -7,7 +7,7 @@
 - ``_decode``: a file as UTF-8 text; under ``skip`` the lines with bytes that are not UTF-8 are dropped.
 - ``_text``: a cell as a text, or the ``DataError`` saying why it is not one.
 
-The readers of pairs, examples and texts (``data.py``, ``examples.py``) build on these.
+The readers of pairs, examples and texts (``readers.py``, ``examples.py``, ``texts.py``) build on these.
 """
 
 from __future__ import annotations
@@ -135,6 +135,19 @@ def _show(value, limit: int = 60) -> str:
     """``repr(value)``, cut to ``limit`` characters (a whole document does not belong in an error)."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 5] + "...'"
+
+
+def _require_columns(row: dict, columns: Iterable[str], path: str, line: int | None) -> None:
+    """A ``missing_column`` error for the first of ``columns`` that ``row`` (a JSON object, a parquet row)
+    lacks."""
+    for column in columns:
+        if column not in row:
+            raise DataError(
+                f"missing column {column!r}; found columns {sorted(map(str, row))}",
+                path,
+                line,
+                "missing_column",
+            )
 
 
 def _text(value, what: str, path: str, line: int | None) -> str:
@@ -311,6 +324,9 @@ def _rows_from_jsonl(
             continue
         yield line_no, row
 
+
+# The data format a file's extension implies when none is given.
+EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 # How each table format is parsed: (delimiter, quoting); jsonl is one object per line.
 TABLE_FORMATS = {

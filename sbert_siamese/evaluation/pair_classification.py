@@ -1,101 +1,32 @@
-"""Evaluators: callables ``evaluator(encoder) -> dict[str, float]`` with flat, prefixed metric keys."""
+"""Pair classification: labelled pairs (1 = same, 0 = different) scored by accuracy, F1, precision, recall,
+MCC and average precision over every decision threshold.
+
+``threshold_sweep`` / ``sweep_metrics`` / ``best_threshold_metrics`` work on plain scores (higher = more
+similar), so calibration, duplicate mining and the plots share them. Evaluators are callables
+``evaluator(model) -> dict[str, float]`` with flat, prefixed metric keys.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
 
-from ..data.readers import PairExample
+from ..models.scoring import SIMILARITIES, embed_pairs, pairwise_similarities
+from .sts import STSEvaluator
 
-SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")
-
-
-def pairwise_similarities(u: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
-    """Row-wise similarity of (N, D) arrays under each name in ``SIMILARITIES``; distances are negated
-    so that larger always means more similar. Returns (N,) float64 arrays."""
-    u = u.astype(np.float64)
-    v = v.astype(np.float64)
-    norms = np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1)
-    dot = np.sum(u * v, axis=1)
-    return {
-        "cosine": dot / np.maximum(norms, 1e-12),
-        "euclidean": -np.linalg.norm(u - v, axis=1),
-        "manhattan": -np.abs(u - v).sum(axis=1),
-        "dot": dot,
-    }
-
-
-def embed_pairs(model, sentences1, sentences2, batch_size: int, show_progress_bar: bool):
-    """(N, D) embeddings of both sides. A model with untied towers encodes side a and side b with their own
-    tower; otherwise each distinct sentence is encoded once."""
-    if getattr(model, "untied", False):
-        u = model.encode(sentences1, side="a", batch_size=batch_size, show_progress_bar=show_progress_bar)
-        v = model.encode(sentences2, side="b", batch_size=batch_size, show_progress_bar=show_progress_bar)
-        return u, v
-    unique = list(dict.fromkeys(list(sentences1) + list(sentences2)))
-    index = {s: i for i, s in enumerate(unique)}
-    embeddings = model.encode(unique, batch_size=batch_size, show_progress_bar=show_progress_bar)
-    return embeddings[[index[s] for s in sentences1]], embeddings[[index[s] for s in sentences2]]
-
-
-class STSEvaluator:
-    """Pearson and Spearman correlation between gold scores and embedding similarities.
-
-    Keys: ``{name}_pearson_{sim}`` and ``{name}_spearman_{sim}`` for sim in cosine, euclidean, manhattan,
-    dot; the primary metric is ``{name}_spearman_cosine``.
-
-    Example:
-        >>> ev = STSEvaluator(["a cat"], ["a dog"], [0.4], name="sts-dev")  # doctest: +SKIP
-        >>> ev(encoder)["sts-dev_spearman_cosine"]  # doctest: +SKIP
-    """
-
-    def __init__(
-        self,
-        sentences1: Sequence[str],
-        sentences2: Sequence[str],
-        scores: Sequence[float],
-        name: str = "sts",
-        batch_size: int = 64,
-        show_progress_bar: bool = False,
-    ):
-        if not (len(sentences1) == len(sentences2) == len(scores)):
-            raise ValueError("sentences1, sentences2 and scores must have the same length")
-        if len(scores) < 2:
-            raise ValueError("an STS evaluation needs at least 2 pairs")
-        self.sentences1 = list(sentences1)
-        self.sentences2 = list(sentences2)
-        self.scores = np.asarray(scores, dtype=np.float64)
-        self.name = name
-        self.batch_size = batch_size
-        self.show_progress_bar = show_progress_bar
-
-    @classmethod
-    def from_examples(cls, examples: Sequence[PairExample], name: str = "sts", **kwargs) -> STSEvaluator:
-        return cls(
-            [e.text_a for e in examples],
-            [e.text_b for e in examples],
-            [e.score for e in examples],
-            name,
-            **kwargs,
-        )
-
-    @property
-    def primary_metric(self) -> str:
-        return f"{self.name}_spearman_cosine"
-
-    def __call__(self, encoder) -> dict[str, float]:
-        u, v = embed_pairs(encoder, self.sentences1, self.sentences2, self.batch_size, self.show_progress_bar)
-        return self.compute(u, v)
-
-    def compute(self, u: np.ndarray, v: np.ndarray) -> dict[str, float]:
-        """Metrics from precomputed (N, D) embeddings of the two sides."""
-        metrics = {}
-        for sim, values in pairwise_similarities(u, v).items():
-            metrics[f"{self.name}_pearson_{sim}"] = float(pearsonr(self.scores, values)[0])
-            metrics[f"{self.name}_spearman_{sim}"] = float(spearmanr(self.scores, values)[0])
-        return metrics
+# STSEvaluator, SIMILARITIES, embed_pairs and pairwise_similarities lived in this module before the split
+# into ``sts`` and ``models.scoring``; they stay importable from here for code written against that layout.
+__all__ = [
+    "SIMILARITIES",
+    "PairClassificationEvaluator",
+    "STSEvaluator",
+    "best_threshold_metrics",
+    "embed_pairs",
+    "pairwise_similarities",
+    "sweep_metrics",
+    "threshold_sweep",
+]
 
 
 def threshold_sweep(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from ..data.readers import Columns, PairExample, ScoreRange, _lines, _read_text, _text, read_pairs, read_stsb
+from ..data.readers import Columns, PairExample, ScoreRange, read_pairs, read_stsb
+from ..data.rows import _lines, _read_text, _text
 from ..errors import ConfigError, DataError
-from .pair_classification import embed_pairs, pairwise_similarities
+from ..models.scoring import embed_pairs, pairwise_similarities
 
 SUITE = ("STS12", "STS13", "STS14", "STS15", "STS16", "STSb", "SICK-R")
 

@@ -97,6 +97,46 @@ def encode_to_disk(
         "model": model_name,
         "backend": backend,  # int8 embeddings differ from fp32 ones: one folder never mixes them
     }
+    _check_folder(folder, expected)
+    shards = -(-len(texts) // shard_size)
+    report = {
+        "shards": shards,
+        "reused": 0,
+        "encoded": 0,
+        "count": len(texts),
+        "dimension": None,
+        "truncated": 0,
+    }
+
+    def encode(chunk: Sequence[str]) -> np.ndarray:
+        embeddings = encoder.encode(list(chunk), batch_size=batch_size, normalize=normalize, backend=backend)
+        report["truncated"] += len(getattr(encoder, "last_truncated", ()))
+        return embeddings
+
+    bar = None
+    if show_progress_bar:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(texts), desc="encode", unit="text")
+    try:
+        for index in range(shards):
+            chunk = texts[index * shard_size : (index + 1) * shard_size]
+            report["reused" if _fill_shard(folder, index, chunk, encode) else "encoded"] += 1
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    dimension = int(np.load(_shard_path(folder, 0), mmap_mode="r").shape[1])
+    report["dimension"] = dimension
+    _write_json(folder / MANIFEST, {**expected, "dimension": dimension, "shards": shards})
+    return report
+
+
+def _check_folder(folder: Path, expected: dict) -> None:
+    """Check that ``folder`` was made for the same texts and options (``expected``): a folder made for
+    others, or shards without a manifest, are refused rather than mixed. A new folder gets its manifest
+    first (dimension unknown until the first shard), so a killed run can be continued."""
     manifest_path = folder / MANIFEST
     if manifest_path.exists():
         manifest = read_manifest(folder)
@@ -112,43 +152,15 @@ def encode_to_disk(
     else:
         _write_json(manifest_path, {**expected, "dimension": None})
 
-    shards = -(-len(texts) // shard_size)
-    report = {
-        "shards": shards,
-        "reused": 0,
-        "encoded": 0,
-        "count": len(texts),
-        "dimension": None,
-        "truncated": 0,
-    }
-    bar = None
-    if show_progress_bar:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(texts), desc="encode", unit="text")
-    try:
-        for index in range(shards):
-            start = index * shard_size
-            chunk = texts[start : start + shard_size]
-            path = _shard_path(folder, index)
-            if _complete(path, len(chunk)):
-                report["reused"] += 1
-            else:
-                embeddings = encoder.encode(
-                    list(chunk), batch_size=batch_size, normalize=normalize, backend=backend
-                )
-                report["truncated"] += len(getattr(encoder, "last_truncated", ()))
-                _write_shard(path, np.ascontiguousarray(embeddings, dtype=np.float32))
-                report["encoded"] += 1
-            if bar is not None:
-                bar.update(len(chunk))
-    finally:
-        if bar is not None:
-            bar.close()
-    dimension = int(np.load(_shard_path(folder, 0), mmap_mode="r").shape[1])
-    report["dimension"] = dimension
-    _write_json(manifest_path, {**expected, "dimension": dimension, "shards": shards})
-    return report
+def _fill_shard(folder: Path, index: int, chunk: Sequence[str], encode) -> bool:
+    """Make shard ``index`` hold the embeddings of ``chunk``: True when a complete one was there already
+    (reused), False when ``encode(chunk)`` made it."""
+    path = _shard_path(folder, index)
+    if _complete(path, len(chunk)):
+        return True
+    _write_shard(path, np.ascontiguousarray(encode(chunk), dtype=np.float32))
+    return False
 
 
 def read_manifest(folder: str | Path) -> dict:

@@ -16,10 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..backends.onnx import check_backend
+from ..backends.onnx import check_backend, runner_for
 from ..errors import ConfigError
 from .dense import Dense
 from .pooling import Pooling
+from .st_format import load_encoder, save_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -100,14 +101,13 @@ class SiameseEncoder(nn.Module):
         code hidden in it; they are read with ``torch.load(weights_only=True)`` and a warning). Custom model
         code (``trust_remote_code``) is never run.
         """
-        from .st_format import load_encoder
-
         return load_encoder(
             name_or_path,
             pooling=pooling,
             normalize=normalize,
             max_seq_length=max_seq_length,
             allow_pickle=allow_pickle,
+            encoder_class=cls,
         )
 
     def save(self, path: str | Path) -> Path:
@@ -117,8 +117,6 @@ class SiameseEncoder(nn.Module):
         complete, so a failed save (disk full: ``OutputError``) leaves an earlier model at ``path`` intact.
         An existing model directory at ``path`` is replaced as a whole; a non-empty folder holding no model
         is refused."""
-        from .st_format import save_encoder
-
         return save_encoder(self, path)
 
     def _check_max_len(self, value: int | None) -> int:
@@ -294,8 +292,6 @@ class SiameseEncoder(nn.Module):
 
     def onnx_runner(self, backend: str):
         """The ONNX Runtime runner of ``backend`` for the current weights (made again after they change)."""
-        from ..backends.onnx import runner_for
-
         version = tuple((id(p), p._version) for p in self.transformer.parameters())
         cached = self._onnx.get(backend)
         if cached is None or cached[0] != version:

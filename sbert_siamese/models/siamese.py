@@ -22,12 +22,15 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from .. import __version__
 from ..errors import ConfigError, ModelFormatError, OutputError
-from ..evaluation import Threshold, load_threshold, pair_scores, save_threshold
 from ..io.safe_io import inside
 from .encoder import SiameseEncoder
 from .heads import SoftmaxHead, WeightedL1Head
 from .resolve import resolve_model_path
+from .scoring import pair_scores
+from .st_format import load_weights, staged_model_dir, write_encoder
+from .threshold import Threshold, load_threshold, save_threshold
 
 SIDES = ("a", "b")
 
@@ -176,16 +179,12 @@ class SiameseModel(nn.Module):
         model at ``path`` untouched and no half-written folder. An existing model directory at ``path`` is
         replaced as a whole (nothing of an earlier model, head or tower b, survives next to the new one); a
         non-empty folder that holds no model is refused rather than wiped; an empty folder is fine."""
-        from .st_format import staged_model_dir
-
         with staged_model_dir(path) as stage:
             self._write_into(stage)
         return Path(path)
 
     def _write_into(self, path: Path) -> None:
         """Write every file of the model into the folder ``path`` (no staging: see ``save``)."""
-        from .st_format import write_encoder
-
         write_encoder(self.encoder, path)
         meta = {"library": "sbert-siamese", "towers": "untied" if self.untied else "tied"}
         # A directory that held a head or tower b before must not keep them: load() would mix two models.
@@ -203,8 +202,6 @@ class SiameseModel(nn.Module):
             state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
             save_file(state, head_dir / "model.safetensors")
             meta["head"] = config["type"]
-        from .. import __version__
-
         meta["version"] = __version__
         save_threshold(path, self.threshold)  # also removes a stale threshold.json of an earlier model
         (path / "sbert_siamese.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -255,8 +252,6 @@ def _load_head(folder: Path, allow_pickle: bool = False) -> tuple[nn.Module, lis
             )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFormatError(f"{config_file}: invalid head config ({type(exc).__name__}: {exc})") from None
-    from .st_format import load_weights
-
     state = load_weights(folder, allow_pickle)
     try:
         head.load_state_dict(state)

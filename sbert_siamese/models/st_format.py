@@ -12,7 +12,11 @@ A saved directory looks like::
     sbert_siamese.json                our own metadata (ignored by sentence-transformers)
 
 ``SentenceTransformer(path)`` loads it; ``load_encoder`` loads it and directories written by
-sentence-transformers (classic and 5.x/6.x module names), giving the same embeddings.
+sentence-transformers (classic and 5.x/6.x module names), giving the same embeddings. The files are read
+through ``models.safe_load`` (safetensors only unless asked, no custom code).
+
+This module does not know the encoder class: ``load_encoder`` is given it (``SiameseEncoder.from_pretrained``
+passes itself), so the encoder depends on its format and not the other way round.
 """
 
 from __future__ import annotations
@@ -20,12 +24,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .. import __version__
 from ..errors import ConfigError, ModelFormatError, OutputError
@@ -33,6 +36,18 @@ from ..io.safe_io import inside, output_error, replaces_a_protected_folder, stag
 from .dense import Dense
 from .pooling import Pooling
 from .resolve import resolve_model_path
+from .safe_load import load_transformer, load_weights, read_json
+
+__all__ = [  # load_weights is re-exported: the head of a SiameseModel loads through it
+    "ST_TYPES",
+    "is_model_dir",
+    "load_encoder",
+    "load_weights",
+    "save_encoder",
+    "save_target",
+    "staged_model_dir",
+    "write_encoder",
+]
 
 ST_TYPES = {
     "Transformer": "sentence_transformers.models.Transformer",
@@ -40,24 +55,10 @@ ST_TYPES = {
     "Dense": "sentence_transformers.models.Dense",
     "Normalize": "sentence_transformers.models.Normalize",
 }
-PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "pytorch_model.pt")
-MODULE_PICKLES = ("pytorch_model.bin", "model.pt", "pytorch_model.pt")  # a Dense or head folder
-PICKLE_FLAG = "allow_pickle=True (--allow-pickle on the command line)"
 
 
 def _write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
-def _read_json(path: Path) -> dict | list:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFormatError(f"{path}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise ModelFormatError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except json.JSONDecodeError as exc:
-        raise ModelFormatError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
 
 
 # ------------------------------------------------------------------------------------------------ saving
@@ -176,137 +177,6 @@ def _module_kind(type_name: str, source: Path) -> str:
     return kind
 
 
-def _pickle_files(folder: Path, names=PICKLE_WEIGHTS) -> list[str]:
-    return [name for name in names if (folder / name).is_file()]
-
-
-def _refuse_pickle(folder: Path, found: list[str]):
-    raise ModelFormatError(
-        f"{folder}: expected model.safetensors; found only pickle weights ({', '.join(found)}). "
-        "Only safetensors are loaded unless you ask for pickle files: loading one can run code hidden in "
-        f"it. If you trust where this model comes from, pass {PICKLE_FLAG}."
-    )
-
-
-def _warn_pickle(files: list[Path]) -> None:
-    warnings.warn(
-        f"loaded pickle weights ({', '.join(map(str, files))}) because allow_pickle=True; save the model "
-        "again to convert it to safetensors, which load without the flag",
-        UserWarning,
-        stacklevel=2,
-    )
-
-
-def _refuse_custom_code(folder: Path) -> None:
-    """A model that needs Python code from its own directory (``auto_map``, or a ``model_type`` this
-    transformers does not ship) is refused here, before transformers sees it: custom code is never run."""
-    from transformers import CONFIG_MAPPING
-
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise ModelFormatError(f"{folder}: no config.json; expected a transformers model directory")
-    config = _read_json(config_file)
-    if not isinstance(config, dict):
-        raise ModelFormatError(f"{config_file}: expected a JSON object, found {type(config).__name__}")
-    never = "custom code from a model directory is never run (trust_remote_code stays off)"
-    if "auto_map" in config:
-        raise ModelFormatError(
-            f"{config_file}: the model needs custom code (auto_map: {sorted(config['auto_map'])}); {never}"
-        )
-    model_type = config.get("model_type")
-    if model_type is not None and model_type not in CONFIG_MAPPING:
-        raise ModelFormatError(
-            f"{config_file}: model_type {model_type!r} is not an architecture transformers ships, so it "
-            f"would need custom code; {never}"
-        )
-    tokenizer_file = folder / "tokenizer_config.json"
-    if tokenizer_file.is_file():
-        tokenizer_config = _read_json(tokenizer_file)
-        if isinstance(tokenizer_config, dict) and "auto_map" in tokenizer_config:
-            raise ModelFormatError(f"{tokenizer_file}: the tokenizer needs custom code (auto_map); {never}")
-
-
-def _check_shard_index(index_file: Path) -> None:
-    """Every shard named in ``model.safetensors.index.json`` is a file inside the model folder."""
-    index = _read_json(index_file)
-    weight_map = index.get("weight_map") if isinstance(index, dict) else None
-    if not isinstance(weight_map, dict):
-        raise ModelFormatError(f"{index_file}: expected an object with a 'weight_map'")
-    for name in set(weight_map.values()):
-        if not isinstance(name, str) or not _plain_relative(name):
-            raise ModelFormatError(f"{index_file}: shard {name!r} is not a file inside {index_file.parent}")
-
-
-def _plain_relative(name: str) -> bool:
-    path = Path(name)
-    return bool(name) and not path.is_absolute() and not path.drive and ".." not in path.parts
-
-
-def _load_transformer(folder: Path, allow_pickle: bool = False):
-    from transformers import AutoModel, AutoTokenizer
-
-    _refuse_custom_code(folder)
-    index = folder / "model.safetensors.index.json"
-    safetensors = (folder / "model.safetensors").is_file() or index.is_file()
-    if index.is_file():
-        _check_shard_index(index)
-    if not safetensors:
-        found = _pickle_files(folder)
-        if not found:
-            raise ModelFormatError(
-                f"{folder}: expected model.safetensors; no weights found (a hub download fetches pickle "
-                "weights only with allow_pickle=True)"
-            )
-        if not allow_pickle:
-            _refuse_pickle(folder, found)
-        if not _pickle_files(folder, ("pytorch_model.bin", "pytorch_model.bin.index.json")):
-            raise ModelFormatError(
-                f"{folder}: found {', '.join(found)}; transformers loads pickle weights only as "
-                "pytorch_model.bin (or its sharded index)"
-            )
-    try:
-        # Pickle files go through torch.load(weights_only=True) inside transformers.
-        model = AutoModel.from_pretrained(folder, use_safetensors=safetensors, trust_remote_code=False)
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:  # SafetensorError: truncated
-        detail = " ".join(str(exc).split())[:400]
-        raise ModelFormatError(
-            f"{folder}: transformers could not load it ({type(exc).__name__}: {detail})"
-        ) from None
-    if not safetensors:
-        _warn_pickle([folder / name for name in _pickle_files(folder, ("pytorch_model.bin",))] or [folder])
-    return model, tokenizer
-
-
-def load_weights(folder: Path, allow_pickle: bool = False) -> dict:
-    """The state dict in ``folder/model.safetensors``; with ``allow_pickle`` (and no safetensors file)
-    ``folder/pytorch_model.bin`` through ``torch.load(weights_only=True)``, with a warning."""
-    import torch
-
-    weights = folder / "model.safetensors"
-    if weights.is_file():
-        try:
-            return load_file(weights)
-        except Exception as exc:  # SafetensorError is a plain Exception
-            raise ModelFormatError(f"{weights}: cannot read ({type(exc).__name__}: {exc})") from None
-    found = _pickle_files(folder, MODULE_PICKLES)
-    if not found:
-        raise ModelFormatError(f"{folder}: expected model.safetensors")
-    if not allow_pickle:
-        _refuse_pickle(folder, found)
-    source = folder / found[0]
-    try:
-        state = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError (a forbidden object), EOFError, RuntimeError (not a zip)...
-        raise ModelFormatError(
-            f"{source}: cannot read as plain weights ({type(exc).__name__}: {exc})"
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelFormatError(f"{source}: expected a state dict (names -> tensors)")
-    _warn_pickle([source])
-    return state
-
-
 def _module_folder(root: Path, entry: dict, position: int, modules_file: Path) -> Path:
     relative = entry.get("path", "")
     if not isinstance(relative, str):
@@ -317,26 +187,86 @@ def _module_folder(root: Path, entry: dict, position: int, modules_file: Path) -
         raise ModelFormatError(f"{modules_file}: entry {position}: {exc}") from None
 
 
+def _module_order(entry) -> int:
+    """Where an entry of ``modules.json`` goes: its ``idx`` (0 when missing or not an integer)."""
+    idx = entry.get("idx", 0) if isinstance(entry, dict) else 0
+    return idx if isinstance(idx, int) else 0
+
+
+@dataclass
+class _Modules:
+    """What the modules of a sentence-transformers folder hold, before an encoder is built from them."""
+
+    transformer: object = None
+    tokenizer: object = None
+    st_config: dict = field(default_factory=dict)  # sentence_bert_config.json: max_seq_length, do_lower_case
+    pooling: Pooling | None = None
+    dense: Dense | None = None
+    normalize: bool = False
+
+
+def _load_dense(folder: Path, allow_pickle: bool) -> Dense:
+    dense = Dense.from_st_config(read_json(folder / "config.json"), str(folder / "config.json"))
+    state = load_weights(folder, allow_pickle)
+    try:
+        dense.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelFormatError(f"{folder}: weights do not fit {dense.to_st_config()}: {exc}") from None
+    return dense
+
+
+def _read_modules(root: Path, modules_file: Path, allow_pickle: bool) -> _Modules:
+    """Load every module listed in ``modules_file``, in ``idx`` order; the Transformer must come first and
+    a Pooling must be there."""
+    modules = read_json(modules_file)
+    if not isinstance(modules, list) or not modules:
+        raise ModelFormatError(f"{modules_file}: expected a non-empty JSON list of modules")
+    parts = _Modules()
+    for position, entry in enumerate(sorted(modules, key=_module_order)):
+        if not isinstance(entry, dict) or "type" not in entry:
+            raise ModelFormatError(f"{modules_file}: entry {position} needs a 'type'")
+        kind = _module_kind(entry["type"], modules_file)
+        folder = _module_folder(root, entry, position, modules_file)
+        if kind == "Transformer":
+            if position != 0:
+                raise ModelFormatError(f"{modules_file}: the Transformer must be the first module")
+            parts.transformer, parts.tokenizer = load_transformer(folder, allow_pickle)
+            config_file = folder / "sentence_bert_config.json"
+            parts.st_config = read_json(config_file) if config_file.exists() else {}
+        elif kind == "Pooling":
+            config_file = folder / "config.json"
+            parts.pooling = Pooling.from_st_config(read_json(config_file), str(config_file))
+        elif kind == "Dense":
+            parts.dense = _load_dense(folder, allow_pickle)
+        elif kind == "Normalize":
+            parts.normalize = True
+    if parts.transformer is None or parts.pooling is None:
+        raise ModelFormatError(f"{modules_file}: expected a Transformer and a Pooling module")
+    return parts
+
+
 def load_encoder(
     name_or_path: str | Path,
     pooling: str | None = None,
     normalize: bool | None = None,
     max_seq_length: int | None = None,
     allow_pickle: bool = False,
+    *,
+    encoder_class,
 ):
-    """Load a model directory (sentence-transformers layout or a plain transformer).
+    """Load a model directory (sentence-transformers layout or a plain transformer) as an ``encoder_class``
+    (``SiameseEncoder``: it takes transformer, tokenizer, pooling, dense, normalize, max_seq_length and
+    do_lower_case); options given here override what the directory says.
 
     Only safetensors weights are loaded unless ``allow_pickle=True``, which also loads ``pytorch_model.bin``
     files (through ``torch.load(weights_only=True)``, with a warning) where a part has no safetensors.
     Custom model code is never run; module paths in ``modules.json`` must stay inside the directory."""
-    from .encoder import SiameseEncoder
-
     root = resolve_model_path(name_or_path, allow_pickle=allow_pickle)
     modules_file = root / "modules.json"
     if not modules_file.exists():
         # A plain transformer directory: wrap it with pooling (mean unless told otherwise).
-        model, tokenizer = _load_transformer(root, allow_pickle)
-        encoder = SiameseEncoder(
+        model, tokenizer = load_transformer(root, allow_pickle)
+        encoder = encoder_class(
             model,
             tokenizer,
             pooling=pooling or "mean",
@@ -345,59 +275,17 @@ def load_encoder(
         )
         encoder.source_path = root
         return encoder
-
-    modules = _read_json(modules_file)
-    if not isinstance(modules, list) or not modules:
-        raise ModelFormatError(f"{modules_file}: expected a non-empty JSON list of modules")
-    parts: dict = {"dense": None, "normalize": False, "pool": None}
-    transformer = tokenizer = None
-    st_config: dict = {}
-
-    def order(entry) -> int:
-        idx = entry.get("idx", 0) if isinstance(entry, dict) else 0
-        return idx if isinstance(idx, int) else 0
-
-    for position, entry in enumerate(sorted(modules, key=order)):
-        if not isinstance(entry, dict) or "type" not in entry:
-            raise ModelFormatError(f"{modules_file}: entry {position} needs a 'type'")
-        kind = _module_kind(entry["type"], modules_file)
-        folder = _module_folder(root, entry, position, modules_file)
-        if kind == "Transformer":
-            if position != 0:
-                raise ModelFormatError(f"{modules_file}: the Transformer must be the first module")
-            transformer, tokenizer = _load_transformer(folder, allow_pickle)
-            config_file = folder / "sentence_bert_config.json"
-            st_config = _read_json(config_file) if config_file.exists() else {}
-        elif kind == "Pooling":
-            parts["pool"] = Pooling.from_st_config(
-                _read_json(folder / "config.json"), str(folder / "config.json")
-            )
-        elif kind == "Dense":
-            dense = Dense.from_st_config(_read_json(folder / "config.json"), str(folder / "config.json"))
-            state = load_weights(folder, allow_pickle)
-            try:
-                dense.load_state_dict(state)
-            except RuntimeError as exc:
-                raise ModelFormatError(
-                    f"{folder}: weights do not fit {dense.to_st_config()}: {exc}"
-                ) from None
-            parts["dense"] = dense
-        elif kind == "Normalize":
-            parts["normalize"] = True
-    if transformer is None or parts["pool"] is None:
-        raise ModelFormatError(f"{modules_file}: expected a Transformer and a Pooling module")
-    pool = parts["pool"]
-    if pooling is not None:
-        pool = Pooling(pool.dimension, pooling)
+    parts = _read_modules(root, modules_file, allow_pickle)
+    pool = parts.pooling if pooling is None else Pooling(parts.pooling.dimension, pooling)
     try:
-        encoder = SiameseEncoder(
-            transformer,
-            tokenizer,
+        encoder = encoder_class(
+            parts.transformer,
+            parts.tokenizer,
             pooling=pool,
-            dense=parts["dense"],
-            normalize=parts["normalize"] if normalize is None else normalize,
-            max_seq_length=max_seq_length or st_config.get("max_seq_length"),
-            do_lower_case=st_config.get("do_lower_case", False),
+            dense=parts.dense,
+            normalize=parts.normalize if normalize is None else normalize,
+            max_seq_length=max_seq_length or parts.st_config.get("max_seq_length"),
+            do_lower_case=parts.st_config.get("do_lower_case", False),
         )
     except ConfigError as exc:
         raise ModelFormatError(f"{modules_file}: {exc}") from None
