@@ -1,11 +1,17 @@
 """TrainConfig: one flat, validated dataclass; recipes are YAML files of its fields.
 
-``load_recipe`` reads a YAML recipe, applies ``key=value`` overrides and validates the result; unknown
-keys and bad values raise ``ConfigError`` naming the file and listing the valid choices.
+``load_recipe`` reads a YAML recipe, applies ``key=value`` overrides and validates the result. Every
+configuration error is raised here, before any data is read or model loaded: a value of the wrong type or
+range, a loss's own checks (``Objective.params_from``: a negative margin, contrastive with the dot
+distance...), options that do not fit the loss (untied towers, the groups sampler) and each entry of
+``tasks``. A ``ConfigError`` names the key and, for a recipe file, the file and line:
+``recipes/x.yaml:12: margin must be >= 0, got -1`` (an override is named instead of a line).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -14,7 +20,7 @@ import yaml
 from .data.readers import DATA_FORMATS
 from .distances import DISTANCES
 from .errors import ConfigError
-from .losses import OBJECTIVES
+from .losses import OBJECTIVES, Objective, get_objective, invalid
 from .models.pooling import POOLING_MODES
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -22,6 +28,19 @@ DERIVATIONS = ("none", "positives", "groups")
 SPLITS = ("none", "question")
 SAMPLERS = ("random", "length_grouped", "no_duplicates", "groups")
 ON_BAD_ROWS = ("error", "skip")
+
+# Keys a data source written as a mapping may set, on top of ``path`` (and ``name`` for test sets).
+SOURCE_KEYS = (
+    "data_format", "text_a_column", "text_b_column", "score_column", "score_min", "score_max", "label_column",
+    "label_names", "text_columns", "key_columns",
+)  # fmt: skip
+# Keys an entry of ``tasks`` may set: its data, objective and batching; model, optimiser and evaluation stay
+# the recipe's. A new loss's own parameters go in ``loss_params``, so this list does not grow with losses.
+TASK_KEYS = SOURCE_KEYS + (
+    "name", "train_data", "extra_train_data", "derive", "hard_negatives", "labelled_negatives", "loss",
+    "margin", "distance", "scale", "symmetric", "additive_margin", "loss_params", "sampler",
+    "samples_per_group", "batch_size",
+)  # fmt: skip
 
 
 def _opt(default, help: str):
@@ -84,6 +103,9 @@ class TrainConfig:
     symmetric: bool = _opt(False, "in-batch negatives in both directions")
     num_labels: int = _opt(2, "classes of the softmax head")
     use_product: bool = _opt(False, "softmax head also sees u * v")
+    loss_params: dict | None = _opt(
+        None, "{name: value} for the loss's parameters that have no recipe key of their own (listed by loss)"
+    )
     tasks: list[dict] | None = _opt(None, "more training tasks, each {name, loss, train_data, ...}: one run")
     task_sampling: str = _opt("round_robin", "how steps are shared among tasks: round_robin or proportional")
     untied: bool = _opt(False, "two towers with separate weights (pseudo-Siamese); column 0 uses tower a")
@@ -154,82 +176,18 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        def choice(name, valid):
-            value = getattr(self, name)
-            if value not in valid:
-                raise ConfigError(
-                    f"{name}={value!r} is not valid; choose one of {', '.join(map(str, valid))}"
-                )
-
-        for name in (
-            "learning_rate",
-            "weight_decay",
-            "max_grad_norm",
-            "warmup_ratio",
-            "score_min",
-            "score_max",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"{name} must be a number, got {value!r}")
-        choice("data_format", DATA_FORMATS)
-        choice("loss", tuple(OBJECTIVES))
-        choice("distance", DISTANCES)
-        choice("derive", DERIVATIONS)
-        choice("split", SPLITS)
-        choice("sampler", SAMPLERS)
-        choice("task_sampling", ("round_robin", "proportional"))
-        choice("on_bad_rows", ON_BAD_ROWS)
-        if self.eval_task is not None:
-            choice("eval_task", ("sts", "pairs"))
-        for name in ("margin", "scale", "additive_margin"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
-        if self.split == "question":
-            fr = list(self.split_fractions)
-            if (
-                len(fr) != 3
-                or any(not isinstance(x, int | float) or x < 0 for x in fr)
-                or abs(sum(fr) - 1) > 1e-6
-            ):
-                raise ConfigError(
-                    f"split_fractions must be three shares (train, dev, test) summing to 1, got {fr}"
-                )
-        if isinstance(self.train_data, list) and not self.train_data:
-            raise ConfigError("train_data is an empty list")
-        choice("mixed_precision", MIXED_PRECISION)
-        if self.pooling is not None:
-            choice("pooling", POOLING_MODES)
-        for name in ("epochs", "batch_size", "gradient_accumulation_steps", "eval_batch_size", "num_labels",
-                     "samples_per_group"):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        for name in ("head_only_steps", "checkpoint_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
-        value = self.checkpoint_limit
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"checkpoint_limit must be an integer >= 1, got {value!r}")
-        bad_int = isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int)
-        if self.max_steps is not None and (bad_int or self.max_steps < 1):
-            raise ConfigError(f"max_steps must be an integer >= 1 or null, got {self.max_steps!r}")
-        if isinstance(self.eval_steps, bool) or not isinstance(self.eval_steps, int) or self.eval_steps < 0:
-            raise ConfigError(f"eval_steps must be an integer >= 0, got {self.eval_steps!r}")
-        if not 0.0 <= float(self.warmup_ratio) < 1.0:
-            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        for name in ("learning_rate", "weight_decay", "max_grad_norm"):
-            if float(getattr(self, name)) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        hlr = self.head_learning_rate
-        if hlr is not None and (isinstance(hlr, bool) or not isinstance(hlr, int | float) or hlr < 0):
-            raise ConfigError(f"head_learning_rate must be a number >= 0 or null, got {hlr!r}")
-        if not float(self.score_max) > float(self.score_min):
-            raise ConfigError(
-                f"score_max ({self.score_max}) must be greater than score_min ({self.score_min})"
+        """Raise ConfigError (with the key it is about, see ``invalid``) for anything that cannot work: the
+        values, the loss's own checks, the options that depend on the loss, and ``tasks``."""
+        _check_values(self)
+        objective = get_objective(self.loss)
+        objective.params_from(self)  # the loss family's checks: margin >= 0, contrastive + dot, ...
+        if self.untied and objective.texts == (1,):
+            raise invalid(
+                "untied", f"untied towers need examples with two or more texts; loss {self.loss} has one"
             )
+        _check_batching(self, objective)
+        for index, spec in enumerate(self.tasks or [], start=1):
+            _check_task(self, spec, index)
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -241,13 +199,154 @@ class TrainConfig:
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 
+# ------------------------------------------------------------------------------------------- the checks
+_NUMBERS = ("learning_rate", "weight_decay", "max_grad_norm", "warmup_ratio", "score_min", "score_max",
+            "margin", "scale", "additive_margin")  # fmt: skip
+# OBJECTIVES itself, not a copy: an objective registered later (a plugin, a test) is a valid loss too.
+_CHOICES = {"data_format": DATA_FORMATS, "loss": OBJECTIVES, "distance": DISTANCES, "derive": DERIVATIONS,
+            "split": SPLITS, "sampler": SAMPLERS, "task_sampling": ("round_robin", "proportional"),
+            "on_bad_rows": ON_BAD_ROWS, "mixed_precision": MIXED_PRECISION, "eval_task": ("sts", "pairs"),
+            "pooling": POOLING_MODES}  # fmt: skip
+_OPTIONAL = ("eval_task", "pooling")  # null means "the default"
+_AT_LEAST = {"epochs": 1, "batch_size": 1, "gradient_accumulation_steps": 1, "eval_batch_size": 1,
+             "num_labels": 1, "samples_per_group": 1, "head_only_steps": 0, "checkpoint_steps": 0,
+             "checkpoint_limit": 1, "eval_steps": 0}  # fmt: skip
 
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_values(c: TrainConfig) -> None:
+    """Each key on its own: type, choice, range."""
+    for name in _NUMBERS:
+        if not _is_number(getattr(c, name)):
+            raise invalid(name, f"{name} must be a number, got {getattr(c, name)!r}")
+    for name in ("margin", "scale", "additive_margin"):  # never valid below 0, whichever loss reads them
+        if getattr(c, name) < 0:
+            raise invalid(name, f"{name} must be >= 0, got {getattr(c, name)!r}")
+    for name, valid in _CHOICES.items():
+        value = getattr(c, name)
+        if value not in valid and not (value is None and name in _OPTIONAL):
+            raise invalid(name, f"{name}={value!r} is not valid; choose one of {', '.join(map(str, valid))}")
+    for name, low in _AT_LEAST.items():
+        value = getattr(c, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise invalid(name, f"{name} must be an integer >= {low}, got {value!r}")
+    if c.split == "question":
+        fr = list(c.split_fractions)
+        if len(fr) != 3 or any(not _is_number(x) or x < 0 for x in fr) or abs(sum(fr) - 1) > 1e-6:
+            raise invalid(
+                "split_fractions",
+                f"split_fractions must be three shares (train, dev, test) summing to 1, got {fr}",
+            )
+    if c.max_steps is not None and (
+        isinstance(c.max_steps, bool) or not isinstance(c.max_steps, int) or c.max_steps < 1
+    ):
+        raise invalid("max_steps", f"max_steps must be an integer >= 1 or null, got {c.max_steps!r}")
+    if not 0.0 <= float(c.warmup_ratio) < 1.0:
+        raise invalid("warmup_ratio", f"warmup_ratio must be in [0, 1), got {c.warmup_ratio}")
+    for name in ("learning_rate", "weight_decay", "max_grad_norm"):
+        if float(getattr(c, name)) < 0:
+            raise invalid(name, f"{name} must be >= 0, got {getattr(c, name)}")
+    hlr = c.head_learning_rate
+    if hlr is not None and (not _is_number(hlr) or hlr < 0):
+        raise invalid("head_learning_rate", f"head_learning_rate must be a number >= 0 or null, got {hlr!r}")
+    if not float(c.score_max) > float(c.score_min):
+        raise invalid(
+            "score_max", f"score_max ({c.score_max}) must be greater than score_min ({c.score_min})"
+        )
+    if c.loss_params is not None and not isinstance(c.loss_params, dict):
+        raise invalid(
+            "loss_params",
+            f"loss_params must be a mapping of parameter names to values, got {c.loss_params!r}",
+        )
+    if isinstance(c.train_data, list) and not c.train_data:
+        raise invalid("train_data", "train_data is an empty list")
+    if c.tasks is not None and not isinstance(c.tasks, list):
+        raise invalid("tasks", f"tasks must be a list of {{loss, train_data, ...}} entries, got {c.tasks!r}")
+
+
+def _check_batching(c: TrainConfig, objective: Objective) -> None:
+    """``sampler: groups`` makes P x K batches of the examples' group ids (their targets): the loss needs
+    targets, and the batch P >= 2 groups of K >= 2 (checked again by ``GroupBatchSampler``)."""
+    if c.sampler != "groups":
+        return
+    if objective.target == "none":
+        raise invalid(
+            "sampler",
+            f"sampler: groups batches examples by their target; loss {c.loss} has none (its columns say what "
+            f"is positive): use one of {', '.join(s for s in SAMPLERS if s != 'groups')}",
+        )
+    k, size = c.samples_per_group, c.batch_size
+    if k < 2:
+        raise invalid(
+            "samples_per_group", f"samples_per_group must be >= 2 (a group needs a positive), got {k}"
+        )
+    if size % k:
+        raise invalid("batch_size", f"batch_size {size} must be a multiple of samples_per_group {k}")
+    if size // k < 2:
+        raise invalid(
+            "batch_size",
+            f"batch_size {size} holds only {size // k} group of {k}; a batch needs >= 2 groups for "
+            f"negatives: use batch_size >= {2 * k}",
+        )
+
+
+def task_config(config: TrainConfig, spec: dict) -> TrainConfig:
+    """The TrainConfig of one entry of ``tasks`` (validated by ``config`` already). A task inherits the
+    recipe's column names, formats and batching unless it sets them, but not the main task's data shaping
+    (``extra_train_data``, ``derive``), evaluation data or ``loss_params``. Towers are the model's, which the
+    main task decides: a task's examples may have one text with untied towers (tower a embeds them)."""
+    values = {"extra_train_data": None, "derive": "none", "loss_params": None}
+    values.update({k: v for k, v in spec.items() if k != "name"})
+    return dataclasses.replace(
+        config, **_as_floats(values), split="none", dev_data=None, test_data=None, extra_test_data=None,
+        tasks=None, untied=False,
+    )  # fmt: skip
+
+
+def _check_task(config: TrainConfig, spec, index: int) -> None:
+    where = f"tasks[{index}]"
+    if not isinstance(spec, dict) or "train_data" not in spec or "loss" not in spec:
+        raise invalid(where, f"{where} needs at least 'loss' and 'train_data': {spec}")
+    unknown = [k for k in spec if k not in TASK_KEYS]
+    if unknown:
+        raise invalid(
+            f"{where}.{unknown[0]}",
+            f"{where}: unknown key(s) {sorted(unknown)}; valid: {', '.join(TASK_KEYS)}",
+        )
+    if spec["loss"] in OBJECTIVES and get_objective(spec["loss"]).head is not None:
+        raise invalid(f"{where}.loss", f"{where}: loss {spec['loss']} trains a head; only the main task may")
+    for key in ("hard_negatives", "labelled_negatives"):
+        if spec.get(key):
+            raise invalid(f"{where}.{key}", f"{where}: {key} applies to the main task only")
+    try:
+        task_config(config, spec)
+    except ConfigError as exc:
+        key = getattr(exc, "key", None)
+        top = _top(key) if key else None
+        if top in spec:
+            raise invalid(f"{where}.{key}", f"{where}: {exc}") from None
+        # A value the task inherits from the recipe, valid there but not for the task's loss.
+        inherits = f" inherits {top} from the recipe" if top else ""
+        raise invalid(where, f"{where} (loss {spec['loss']}){inherits}: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------- recipes
 def describe_fields() -> str:
-    """One line per recipe key with its default and help, for ``--help`` and the README."""
+    """One line per recipe key with its default and help, for ``--help`` and the README; under
+    ``loss_params``, each loss's parameters that have no key of their own."""
     lines = []
     for f in fields(TrainConfig):
         default = f.default if f.default is not MISSING else "required"
         lines.append(f"  {f.name} (default {default!r}): {f.metadata.get('help', '')}")
+        if f.name == "loss_params":
+            for objective in OBJECTIVES.values():
+                for p in fields(objective.params):
+                    if p.name not in FIELDS:
+                        help = p.metadata.get("help", "")
+                        lines.append(f"    {objective.name}: {p.name} (default {p.default!r}): {help}")
     return "\n".join(lines)
 
 
@@ -262,39 +361,83 @@ def parse_overrides(pairs: list[str]) -> dict:
     return result
 
 
-def make_config(values: dict, source: str = "recipe") -> TrainConfig:
-    unknown = sorted(set(values) - set(FIELDS))
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys: {', '.join(FIELDS)}")
-    # YAML reads 2e-5 as a string: convert numbers for float fields.
+def make_config(
+    values: dict, source: str = "recipe", lines: dict[str, int] | None = None, overridden=()
+) -> TrainConfig:
+    """A validated TrainConfig from recipe values. An error reads ``source:line: problem`` where ``lines``
+    (key -> line, see ``_key_lines``) knows the key, ``source (override key): problem`` for a key in
+    ``overridden``, else ``source: problem``."""
+    try:
+        unknown = [k for k in values if k not in FIELDS]
+        if unknown:
+            listed = sorted(unknown, key=str)
+            raise invalid(str(unknown[0]), f"unknown key(s) {listed}; valid keys: {', '.join(FIELDS)}")
+        return TrainConfig(**_as_floats(values))
+    except ConfigError as exc:
+        raise _located(exc, source, lines or {}, overridden) from None
+
+
+def _as_floats(values: dict) -> dict:
+    """YAML 1.1 reads 2e-5 as a string: numbers for the float fields (in place)."""
     for key, value in list(values.items()):
-        if (
-            FIELDS[key].type in ("float", "float | None")
-            and isinstance(value, str | int)
-            and value is not True
-        ):
+        float_field = key in FIELDS and FIELDS[key].type in ("float", "float | None")
+        if float_field and isinstance(value, str | int) and value is not True:
             try:
                 values[key] = float(value)
             except ValueError:
-                raise ConfigError(f"{source}: {key} must be a number, got {value!r}") from None
-    try:
-        return TrainConfig(**values)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+                raise invalid(key, f"{key} must be a number, got {value!r}") from None
+    return values
+
+
+def _top(key: str) -> str:
+    """The recipe key a key path starts with: tasks[1].margin -> tasks."""
+    return re.match(r"[^.\[]*", key).group()
+
+
+def _located(exc: ConfigError, source: str, lines: dict[str, int], overridden) -> ConfigError:
+    key = getattr(exc, "key", None)
+    if key and _top(key) in overridden:
+        where = f"{source} (override {_top(key)})"
+    else:
+        while key and key not in lines:  # tasks[1].margin -> tasks[1] -> tasks -> ""
+            parent = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", key)
+            key = parent if parent != key else ""
+        where = f"{source}:{lines[key]}" if key else source
+    return invalid(getattr(exc, "key", None), f"{where}: {exc}")
+
+
+def _key_lines(node, prefix: str = "") -> dict[str, int]:
+    """Key path -> 1-based line in the recipe file, from YAML nodes: ``margin``, ``loss_params.temperature``,
+    ``tasks[1]`` (the entry), ``tasks[1].margin``; list entries count from 1, as messages do."""
+    lines = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            name = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+            lines[name] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, name))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value, start=1):
+            lines[f"{prefix}[{index}]"] = item.start_mark.line + 1
+            lines.update(_key_lines(item, f"{prefix}[{index}]"))
+    return lines
 
 
 def load_recipe(path: str | Path, overrides: dict | None = None) -> TrainConfig:
-    """Read a YAML recipe, apply overrides, validate. Errors name the file (and line for YAML syntax)."""
+    """Read a YAML recipe, apply overrides, validate. Errors name the file and the line of the key (or the
+    override) they are about."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: recipe file not found")
+    text = path.read_text(encoding="utf-8")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = yaml.safe_load(text) or {}
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of recipe keys, found {type(values).__name__}")
-    values.update(overrides or {})
-    return make_config(values, str(path))
+    overrides = dict(overrides or {})
+    values.update(overrides)
+    return make_config(values, str(path), _key_lines(node), set(overrides))

@@ -10,11 +10,14 @@ import yaml
 
 from sbert_siamese.config import (
     FIELDS,
+    SOURCE_KEYS,
+    TASK_KEYS,
     TrainConfig,
     describe_fields,
     load_recipe,
     make_config,
     parse_overrides,
+    task_config,
 )
 from sbert_siamese.errors import ConfigError
 
@@ -144,7 +147,7 @@ def test_load_recipe_unknown_key(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_recipe(path)
     message = str(info.value)
-    assert message.startswith(f"{path}: ")
+    assert message.startswith(f"{path}:2: ")  # the line of the first unknown key
     assert "unknown key(s) ['batchsize', 'lr']" in message
     assert "valid keys: " in message
     for name in ("learning_rate", "batch_size", "epochs", "output_dir"):
@@ -155,7 +158,7 @@ def test_load_recipe_bad_value_names_the_file(tmp_path):
     path = write(tmp_path / "r.yaml", "loss: quadruplet\n")
     with pytest.raises(ConfigError) as info:
         load_recipe(path)
-    assert str(info.value).startswith(f"{path}: ")
+    assert str(info.value).startswith(f"{path}:1: ")
     assert "loss='quadruplet'" in str(info.value) and "cosine, cosent, contrastive" in str(info.value)
     path = write(tmp_path / "r2.yaml", "learning_rate: fast\n")
     with pytest.raises(ConfigError, match=r"learning_rate must be a number, got 'fast'"):
@@ -193,6 +196,136 @@ def test_load_recipe_missing_file(tmp_path):
     assert str(info.value) == f"{tmp_path / 'nope.yaml'}: recipe file not found"
     with pytest.raises(ConfigError, match="not found"):
         load_recipe(tmp_path)  # a directory is not a recipe
+
+
+# ------------------------------------------------------------------- checks that need the loss, before data
+# The data files do not exist: a configuration error must come first, with the recipe file and line.
+NO_DATA = "train_data: does/not/exist.tsv\ndev_data: null\ntest_data: null\n"
+
+
+def recipe_error(tmp_path, text: str, overrides: dict | None = None) -> tuple[Path, str]:
+    path = write(tmp_path / "r.yaml", NO_DATA + text)
+    with pytest.raises(ConfigError) as info:
+        load_recipe(path, overrides)
+    return path, str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        ("loss: contrastive\ndistance: dot\n", 5,
+         "contrastive losses need a distance that is >= 0 and 0 at u == v; got 'dot', valid: cosine, "),
+        ("loss: online_contrastive\nmargin: -1\n", 5, "margin must be >= 0, got -1.0"),
+        ("loss: triplet\ndistance: euclidean\nmargin: -0.5\n", 6, "margin must be >= 0, got -0.5"),
+        ("loss: cosent\nscale: -2\n", 5, "scale must be >= 0, got -2.0"),
+        ("loss: in_batch_negatives\nadditive_margin: -0.1\n", 5, "additive_margin must be >= 0, got -0.1"),
+        ("loss: softmax\nnum_labels: 1\n", 5, "num_labels must be >= 2 (the softmax head needs two classes)"),
+        ("loss: batch_hard_triplet\nuntied: true\n", 5,
+         "untied towers need examples with two or more texts; loss batch_hard_triplet has one"),
+        ("loss: in_batch_negatives\nsampler: groups\n", 5,
+         "sampler: groups batches examples by their target; loss in_batch_negatives has none"),
+        ("loss: batch_hard_triplet\nsampler: groups\nsamples_per_group: 1\n", 6,
+         "samples_per_group must be >= 2 (a group needs a positive), got 1"),
+        ("sampler: groups\nbatch_size: 7\n", 5, "batch_size 7 must be a multiple of samples_per_group 2"),
+        ("batch_size: 2\nsampler: groups\n", 4,
+         "batch_size 2 holds only 1 group of 2; a batch needs >= 2 groups for negatives: use batch_size >= "),
+        ("loss: contrastive\nloss_params:\n  temperature: 0.1\n", 6,
+         "loss_params.temperature is not a parameter of loss contrastive; valid: none"),
+        ("loss_params: [1]\n", 4, "loss_params must be a mapping"),
+    ],
+)  # fmt: skip
+def test_loss_dependent_checks_name_the_file_and_line(tmp_path, text, line, message):
+    path, error = recipe_error(tmp_path, text)
+    assert error.startswith(f"{path}:{line}: {message}"), error
+
+
+def test_an_override_is_named_instead_of_a_line(tmp_path):
+    path, error = recipe_error(tmp_path, "loss: contrastive\nmargin: 0.5\n", {"margin": -1})
+    assert error == f"{path} (override margin): margin must be >= 0, got -1.0"
+    with pytest.raises(ConfigError, match=r"^--set: margin must be >= 0"):
+        make_config(parse_overrides(["loss=triplet", "margin=-1"]), "--set")
+
+
+TASKS = "loss: in_batch_negatives\ndistance: {distance}\ntasks:\n  - name: pairs\n    train_data: pairs.tsv\n"
+
+
+@pytest.mark.parametrize(
+    "entry, line, message",
+    [
+        # the entry's own keys: the line of the key
+        ("    loss: contrastive\n    margin: -1\n", 10, "tasks[1]: margin must be >= 0, got -1"),
+        ("    loss: contrastive\n    learning_rate: 1.0\n", 10,
+         "tasks[1]: unknown key(s) ['learning_rate']; valid: "),
+        ("    loss: softmax\n", 9, "tasks[1]: loss softmax trains a head; only the main task may"),
+        ("    loss: in_batch_negatives\n    hard_negatives: true\n", 10,
+         "tasks[1]: hard_negatives applies to the main task only"),
+        ("    loss: quadruplet\n", 9, "tasks[1]: loss='quadruplet' is not valid; choose one of cosine, "),
+        ("    loss: in_batch_negatives\n    sampler: groups\n", 10,
+         "tasks[1]: sampler: groups batches examples by their target; loss in_batch_negatives has none"),
+        ("    loss: contrastive\n    loss_params: {tau: 1}\n", 10,
+         "tasks[1]: loss_params.tau is not a parameter of loss contrastive; valid: none"),
+        # a value inherited from the recipe that the task's loss cannot take: the line of the entry
+        ("    loss: contrastive\n    distance: dot\n", 10, "tasks[1]: contrastive losses need a distance"),
+        ("    loss: contrastive\n", 7,
+         "tasks[1] (loss contrastive) inherits distance from the recipe: contrastive losses need a distance"),
+    ],
+)  # fmt: skip
+def test_task_entries_are_checked_with_the_recipe(tmp_path, entry, line, message):
+    distance = "cosine" if "distance from the recipe" not in message else "dot"
+    path, error = recipe_error(tmp_path, TASKS.format(distance=distance) + entry)
+    assert error.startswith(f"{path}:{line}: {message}"), error
+
+
+def test_task_entries_that_are_not_entries(tmp_path):
+    path, error = recipe_error(tmp_path, "tasks:\n  - loss: contrastive\n")
+    assert error.startswith(f"{path}:5: tasks[1] needs at least 'loss' and 'train_data'")
+    path, error = recipe_error(tmp_path, "tasks:\n  loss: contrastive\n")
+    assert error.startswith(f"{path}:4: tasks must be a list")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        # the groups sampler batches any targets: labels, classes (it refuses only target-less losses)
+        dict(loss="contrastive", sampler="groups", batch_size=4),
+        dict(loss="softmax", num_labels=3, sampler="groups", batch_size=6, samples_per_group=2),
+        dict(loss="batch_hard_triplet", derive="groups", sampler="random"),
+        # untied towers with a one-text task: tower a embeds its texts (only the main loss needs two)
+        dict(loss="in_batch_negatives", untied=True, tasks=[
+            {"loss": "batch_hard_triplet", "train_data": "x.tsv", "derive": "groups", "sampler": "groups"}]),
+        # a task inherits the recipe's distance where its loss takes it
+        dict(loss="in_batch_negatives", distance="dot", tasks=[{"loss": "triplet", "train_data": "x.tsv"}]),
+        # samples_per_group matters only to the groups sampler
+        dict(samples_per_group=1, batch_size=3),
+    ],
+)  # fmt: skip
+def test_configurations_that_train_today_stay_valid(values):
+    TrainConfig(**values)
+
+
+def test_task_config_inherits_the_recipe_but_not_the_main_tasks_shaping():
+    config = TrainConfig(
+        loss="in_batch_negatives", derive="positives", extra_train_data=["more.tsv"], text_a_column="q1",
+        untied=True, split="none", batch_size=32, loss_params=None,
+    )  # fmt: skip
+    task = task_config(config, {"name": "pairs", "loss": "contrastive", "train_data": "p.tsv", "margin": 0.3})
+    assert (task.loss, task.train_data, task.margin, task.text_a_column, task.batch_size) == (
+        "contrastive", "p.tsv", 0.3, "q1", 32
+    )  # fmt: skip
+    assert (task.derive, task.extra_train_data, task.loss_params, task.tasks) == ("none", None, None, None)
+    assert (task.dev_data, task.test_data, task.untied) == (None, None, False)
+    # as in the recipe itself, YAML 1.1's 2e-1 (a string) is a number
+    assert task_config(config, {"loss": "triplet", "train_data": "t.tsv", "margin": "2e-1"}).margin == 0.2
+
+
+def test_task_and_source_keys():
+    assert set(SOURCE_KEYS) <= set(TASK_KEYS) <= set(FIELDS) | {"name"}
+    assert "loss_params" in TASK_KEYS and "learning_rate" not in TASK_KEYS
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_is_valid(recipe):
+    load_recipe(recipe)
 
 
 # ---------------------------------------------------------------------------------------------- overrides

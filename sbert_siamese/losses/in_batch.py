@@ -7,10 +7,27 @@ with an optional additive margin m on the positive (0 by default: plain multiple
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from ..distances import distance_matrix, similarity
+from ..distances import DISTANCES, distance_matrix, similarity
+from .registry import Objective, non_negative, param, register
+
+
+@dataclass(frozen=True)
+class InBatchParams:
+    scale: float = param(20.0, "inverse temperature applied to the similarities (20 for cosine, as in SBERT)")
+    distance: str = param("cosine", f"the similarity is cos, dot or -distance: {', '.join(DISTANCES)}")
+    symmetric: bool = param(False, "also classify each positive against all anchors; average both losses")
+    additive_margin: float = param(
+        0.0, "subtract this from each positive's similarity (AM-softmax, Yang et al. 2019)"
+    )
+
+    def __post_init__(self):
+        non_negative("scale", self.scale)
+        non_negative("additive_margin", self.additive_margin)
 
 
 def in_batch_negatives_loss(
@@ -59,3 +76,26 @@ def in_batch_negatives_loss(
             back = back.masked_fill(mask[:, :batch].T, float("-inf"))
         loss = (loss + F.cross_entropy(back, target)) / 2
     return loss
+
+
+def _in_batch(embeddings, targets, head, params: InBatchParams) -> torch.Tensor:
+    """(B, 2 or 3, D): anchor, positive[, hard negative]. The collator's targets are the positives' text ids
+    (long), used to mask a duplicate positive; float or empty targets carry no ids."""
+    negative = embeddings[:, 2] if embeddings.shape[1] > 2 else None
+    usable = targets is not None and targets.numel() and targets.dtype != torch.float32
+    ids = targets.long() if usable else None
+    return in_batch_negatives_loss(
+        embeddings[:, 0], embeddings[:, 1], negative, params.scale, params.distance, params.symmetric, ids,
+        params.additive_margin,
+    )  # fmt: skip
+
+
+# Listed between the explicit and the batch-mined triplet losses, where it has always been.
+register(
+    Objective(
+        "in_batch_negatives", texts=(2, 3), target="none", batch_wide=True, head=None, loss=_in_batch,
+        params=InBatchParams,
+        description="cross-entropy of each anchor against its positive among all positives of the batch",
+    ),
+    before="batch_hard_triplet",
+)  # fmt: skip

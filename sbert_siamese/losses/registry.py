@@ -1,29 +1,22 @@
-"""The objective registry: what each training objective needs from the data and how it computes its loss.
+"""The objective registry: the mechanism only. Each family module (``regression``, ``contrastive``,
+``triplet``, ``in_batch``, ``softmax``, ``verification``) defines its losses, their parameters and their
+checks, and ``register``s its objectives here when ``sbert_siamese.losses`` is imported.
 
 A training batch holds ``k`` texts per example (2 for pairs, 3 for triplets, 1 for labelled texts), encoded
 together into embeddings of shape (B, k, D), plus one target per example. An ``Objective`` says how many
 texts it takes, what its target is, whether it needs the whole (global) batch, which trainable head it owns,
-and turns (embeddings, targets, head) into a scalar loss. The losses themselves live in ``losses/``.
+which parameters it reads from the recipe, and turns (embeddings, targets, head, parameters) into a scalar.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 
 from ..errors import ConfigError
-from ..models.heads import SoftmaxHead, WeightedL1Head, softmax_loss, verification_loss
-from .contrastive import contrastive_loss, online_contrastive_loss
-from .in_batch import in_batch_negatives_loss
-from .regression import cosent_loss, cosine_similarity_loss
-from .triplet import (
-    batch_all_triplet_loss,
-    batch_hard_triplet_loss,
-    batch_semi_hard_triplet_loss,
-    triplet_loss,
-)
 
 # What the target of an example is.
 TARGETS = {
@@ -34,18 +27,37 @@ TARGETS = {
     "none": "no target: the columns themselves say what is positive (anchor, positive[, negative])",
 }
 
+# What a value read from ``loss_params`` must be, by the annotation of its parameter.
+_KINDS = {
+    "float": ("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+}
+
+
+def param(default: Any, help: str) -> Any:
+    """A field of an objective's parameters: its default and a one-line help (shown by ``--help``)."""
+    return field(default=default, metadata={"help": help})
+
+
+def invalid(key: str, message: str) -> ConfigError:
+    """A ``ConfigError`` about one recipe key. ``key`` ("margin", "loss_params.temperature",
+    "tasks[1].margin") lets ``load_recipe`` put the recipe file and line in front of the message."""
+    error = ConfigError(message)
+    error.key = key
+    return error
+
+
+def non_negative(key: str, value: float) -> None:
+    """The check most parameters share: margins and inverse temperatures below 0 invert the loss."""
+    if value < 0:
+        raise invalid(key, f"{key} must be >= 0, got {value}")
+
 
 @dataclass(frozen=True)
-class ObjectiveParams:
-    """Hyper-parameters shared by the objectives (each uses the ones it needs)."""
-
-    margin: float = 0.5
-    distance: str = "cosine"
-    scale: float = 20.0
-    symmetric: bool = False
-    num_labels: int = 2
-    use_product: bool = False
-    additive_margin: float = 0.0
+class NoParams:
+    """The parameters of an objective that has none."""
 
 
 @dataclass(frozen=True)
@@ -54,72 +66,87 @@ class Objective:
     texts: tuple[int, ...]  # allowed numbers of texts per example
     target: str  # a key of TARGETS
     batch_wide: bool  # the loss of one example depends on the others: gather the global batch
-    head: str | None  # "softmax" | "weighted_l1" | None
-    loss: Callable[[torch.Tensor, torch.Tensor, torch.nn.Module | None, ObjectiveParams], torch.Tensor]
+    head: str | None  # the kind of trainable head it owns ("softmax", "weighted_l1") or None
+    # (embeddings (B, k, D), targets (B,), head or None, parameters) -> scalar loss
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.nn.Module | None, Any], torch.Tensor]
     description: str
+    # A frozen dataclass of its hyper-parameters (``param`` fields); its __post_init__ raises
+    # ``invalid(name, "<name> must ...")`` for a bad value, the message starting with the parameter's name.
+    params: type = NoParams
+    # (embedding dimension, parameters) -> a new head; set exactly when ``head`` is
+    new_head: Callable[[int, Any], torch.nn.Module] | None = None
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ValueError(f"objective {self.name}: target {self.target!r} is not a key of TARGETS")
+        if (self.head is None) != (self.new_head is None):
+            raise ValueError(f"objective {self.name}: head and new_head go together")
 
     @property
     def evaluation(self) -> str:
         """Which evaluator suits data with this objective's targets: 'sts' or 'pairs'."""
         return "sts" if self.target == "score" else "pairs"
 
+    def params_from(self, config: Any) -> Any:
+        """This objective's parameters from a ``TrainConfig`` (or a ``dataclasses.replace`` of it): each
+        from the recipe key of the same name where there is one (``margin``, ``distance``...), else from
+        ``config.loss_params``, else its default. Builds ``self.params``, which runs the family's checks.
 
-def _pair(fn):
-    def loss(emb, target, head, p):
-        return fn(emb[:, 0], emb[:, 1], target, p)
+        Raises ConfigError naming the key: ``margin``, or ``loss_params.<name>`` for a value, an unknown
+        name or a name that has a recipe key of its own."""
+        top = {f.name for f in fields(config)}
+        own = {f.name: f for f in fields(self.params)}
+        extra = dict(getattr(config, "loss_params", None) or {})
+        settable = [name for name in own if name not in top]
+        for key in extra:
+            if key in own and key in top:
+                message = f"loss_params.{key}: {key} is a recipe key of its own; set it there"
+                raise invalid(f"loss_params.{key}", message)
+            if key not in own:
+                raise invalid(
+                    f"loss_params.{key}",
+                    f"loss_params.{key} is not a parameter of loss {self.name}; "
+                    f"valid: {', '.join(settable) or 'none'}",
+                )
+        values = {name: getattr(config, name) for name in own if name in top}
+        for name, value in extra.items():
+            values[name] = _typed(own[name].type, value, f"loss_params.{name}")
+        try:
+            return self.params(**values)
+        except ConfigError as exc:
+            key = getattr(exc, "key", None)
+            if key in extra:  # the family names its parameter; the recipe spells it loss_params.<name>
+                raise invalid(f"loss_params.{key}", f"loss_params.{exc}") from None
+            raise
 
-    return loss
+
+def _typed(kind: Any, value: Any, key: str) -> Any:
+    kind = getattr(kind, "__name__", kind)  # a class, or its name (``from __future__ import annotations``)
+    if kind == "float" and isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    what, ok = _KINDS.get(kind, ("anything", lambda v: True))
+    if not ok(value):
+        raise invalid(key, f"{key} must be {what}, got {value!r}")
+    return value
 
 
-def _in_batch(emb, target, head, p):
-    negative = emb[:, 2] if emb.shape[1] > 2 else None
-    ids = target.long() if target is not None and target.numel() and target.dtype != torch.float32 else None
-    return in_batch_negatives_loss(
-        emb[:, 0], emb[:, 1], negative, p.scale, p.distance, p.symmetric, ids, p.additive_margin
-    )
+OBJECTIVES: dict[str, Objective] = {}
 
 
-def _mined(fn):
-    def loss(emb, target, head, p):
-        return fn(emb[:, 0], target.long(), p.margin, p.distance)
-
-    return loss
-
-
-OBJECTIVES: dict[str, Objective] = {
-    o.name: o
-    for o in [
-        Objective("cosine", (2,), "score", False, None,
-                  _pair(lambda u, v, t, p: cosine_similarity_loss(u, v, t)),
-                  "MSE between cos(u, v) and the gold score (SBERT regression)"),
-        Objective("cosent", (2,), "score", True, None,
-                  _pair(lambda u, v, t, p: cosent_loss(u, v, t, p.scale)),
-                  "CoSENT: ranks every pair of pairs in the batch by cosine"),
-        Objective("contrastive", (2,), "binary", False, None,
-                  _pair(lambda u, v, t, p: contrastive_loss(u, v, t, p.margin, p.distance)),
-                  "Hadsell 2006: pull duplicates together, push others beyond the margin"),
-        Objective("online_contrastive", (2,), "binary", True, None,
-                  _pair(lambda u, v, t, p: online_contrastive_loss(u, v, t, p.margin, p.distance)),
-                  "contrastive over the hard positives and hard negatives of the batch"),
-        Objective("softmax", (2,), "class", False, "softmax",
-                  lambda emb, t, head, p: softmax_loss(head(emb[:, 0], emb[:, 1]), t),
-                  "cross-entropy of a classifier over (u, v, |u - v|[, u * v]); the head is saved"),
-        Objective("verification", (2,), "binary", False, "weighted_l1",
-                  lambda emb, t, head, p: verification_loss(head(emb[:, 0], emb[:, 1]), t),
-                  "Koch 2015: BCE of sigmoid(sum_j alpha_j |u_j - v_j| + b); alpha, b saved"),
-        Objective("triplet", (3,), "none", False, None,
-                  lambda emb, t, head, p: triplet_loss(emb[:, 0], emb[:, 1], emb[:, 2], p.margin, p.distance),
-                  "max(d(a, p) - d(a, n) + margin, 0) on (anchor, positive, negative) columns"),
-        Objective("in_batch_negatives", (2, 3), "none", True, None, _in_batch,
-                  "cross-entropy of each anchor against its positive among all positives of the batch"),
-        Objective("batch_hard_triplet", (1,), "group", True, None, _mined(batch_hard_triplet_loss),
-                  "Hermans 2017: hardest positive and negative per anchor in a P x K batch"),
-        Objective("batch_semi_hard_triplet", (1,), "group", True, None, _mined(batch_semi_hard_triplet_loss),
-                  "Schroff 2015: closest negative farther than the positive, within the margin"),
-        Objective("batch_all_triplet", (1,), "group", True, None, _mined(batch_all_triplet_loss),
-                  "every valid triplet of the batch, averaged over the active ones"),
-    ]
-}  # fmt: skip
+def register(objective: Objective, before: str | None = None) -> Objective:
+    """Add ``objective`` to ``OBJECTIVES`` (at the end, or just before the objective named ``before`` when
+    that one is registered: the order is the one recipes' help and error messages list)."""
+    if objective.name in OBJECTIVES:
+        raise ValueError(f"objective {objective.name!r} is already registered")
+    entries = list(OBJECTIVES.items())
+    at = [name for name, _ in entries].index(before) if before in OBJECTIVES else len(entries)
+    entries.insert(at, (objective.name, objective))
+    OBJECTIVES.clear()
+    OBJECTIVES.update(entries)
+    return objective
 
 
 def get_objective(name: str) -> Objective:
@@ -128,9 +155,6 @@ def get_objective(name: str) -> Objective:
     return OBJECTIVES[name]
 
 
-def make_head(objective: Objective, dimension: int, params: ObjectiveParams) -> torch.nn.Module | None:
-    if objective.head == "softmax":
-        return SoftmaxHead(dimension, params.num_labels, params.use_product)
-    if objective.head == "weighted_l1":
-        return WeightedL1Head(dimension)
-    return None
+def make_head(objective: Objective, dimension: int, params: Any) -> torch.nn.Module | None:
+    """A new head for ``objective`` (None when it trains none), sized for ``dimension``-wide embeddings."""
+    return objective.new_head(dimension, params) if objective.new_head is not None else None

@@ -5,12 +5,12 @@
 - ``WeightedL1Head`` (Koch, Zemel & Salakhutdinov 2015): logit = sum_j alpha_j |u_j - v_j| + b,
   probability sigmoid(logit) that u and v are "the same", trained with binary cross-entropy.
 Both are symmetric in (u, v) up to the order of the concatenation (the softmax head sees u and v in order).
+Their losses live with their objectives: ``losses.softmax``, ``losses.verification``.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -66,13 +66,3 @@ class WeightedL1Head(nn.Module):
 
     def config(self) -> dict:
         return {"type": "weighted_l1", "dimension": self.dimension}
-
-
-def softmax_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of (B, C) logits against (B,) integer labels."""
-    return F.cross_entropy(logits, labels.long())
-
-
-def verification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of (B,) "same" logits against (B,) labels in {0, 1}."""
-    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))

@@ -1,4 +1,5 @@
-"""Regression losses: hand-computed values and gradients, brute-force loops, gradcheck, invariances."""
+"""Regression losses (cosine MSE, CoSENT): hand-computed values and gradients, brute-force loops, gradcheck,
+invariances."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import math
 import pytest
 import torch
 
-from sbert_siamese.losses import PAIR_SCORE_LOSSES, cosent_loss, cosine_similarity_loss
+from sbert_siamese.errors import ConfigError
+from sbert_siamese.losses import PAIR_SCORE_LOSSES, RegressionParams, cosent_loss, cosine_similarity_loss
 
 LOSSES = [cosine_similarity_loss, cosent_loss]
 
@@ -48,6 +50,13 @@ def random_batch(batch: int = 6, dim: int = 5, seed: int = 0, dtype=torch.float6
 
 def test_registry_names_both_losses():
     assert PAIR_SCORE_LOSSES == {"cosine": cosine_similarity_loss, "cosent": cosent_loss}
+
+
+def test_regression_params_check_the_scale():
+    assert RegressionParams() == RegressionParams(20.0)
+    with pytest.raises(ConfigError) as info:
+        RegressionParams(scale=-1.0)
+    assert (info.value.key, str(info.value)) == ("scale", "scale must be >= 0, got -1.0")
 
 
 # ---------------------------------------------------------------------------------------------------------
