@@ -25,7 +25,6 @@ from pathlib import Path
 
 from ..config import SOURCE_KEYS, TrainConfig
 from ..errors import ConfigError
-from ..evaluation import PairClassificationEvaluator, STSEvaluator
 from ..losses import Objective
 from .examples import (
     Example,
@@ -368,17 +367,3 @@ def labelled_negative_rows(pairs: list[Example]) -> list[Example]:
 
 
 # ------------------------------------------------------------------------------------ evaluators
-def make_evaluator(
-    examples: list[Example] | None, split: str, data: TaskData, config: TrainConfig, objective: Objective
-):
-    if not examples:
-        return None
-    prefix = config.eval_name or ("sts" if data.eval_target == "score" else "pairs")
-    name = split if split not in ("dev", "test") else f"{prefix}-{split}"  # extra test sets keep their name
-    s1 = [e.texts[0] for e in examples]
-    s2 = [e.texts[1] for e in examples]
-    targets = [e.target for e in examples]
-    if data.eval_target == "score":
-        return STSEvaluator(s1, s2, targets, name, batch_size=config.eval_batch_size)
-    use_head = objective.head == "weighted_l1" or (objective.head == "softmax" and config.num_labels == 2)
-    return PairClassificationEvaluator(s1, s2, targets, name, config.eval_batch_size, use_head=use_head)

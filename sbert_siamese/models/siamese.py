@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from .. import __version__
+from .._version import __version__
 from ..errors import ConfigError, ModelFormatError, OutputError
 from ..io.safe_io import inside
 from .encoder import SiameseEncoder

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from .. import __version__
+from .._version import __version__
 from ..errors import ConfigError, ModelFormatError, OutputError
 from ..io.safe_io import inside, output_error, replaces_a_protected_folder, staged_dir
 from .dense import Dense
