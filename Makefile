@@ -26,8 +26,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	SBERT_SIAMESE_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest -q
 
+# The edit-test loop: no real data, no multi-process or resume runs (`long`).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not long"
 
 lint: $(STAMP)
 	$(BIN)/ruff check sbert_siamese tests recipes benchmarks

@@ -119,6 +119,7 @@ def test_interrupted_run_resumes_to_the_same_weights_and_metrics(dropout_bert, t
     assert [r.get("loss", 0) for r in log] == pytest.approx([r.get("loss", 0) for r in ref_log], abs=1e-6)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize(
     "extra",
     [
@@ -181,6 +182,7 @@ def run_cli(args: list[str], tmp_path: Path, kill_at: int | None = None) -> subp
     )  # fmt: skip
 
 
+@pytest.mark.long
 def test_sigkill_mid_checkpoint_then_resume_matches_an_uninterrupted_run(dropout_bert, tmp_path):
     recipe = tmp_path / "recipe.yaml"
     values = settings(dropout_bert, tmp_path / "unused", max_steps=30, checkpoint_steps=6, eval_steps=6)
@@ -336,6 +338,7 @@ def test_resume_refuses_other_training_data(tiny_bert_dir, tmp_path):
         train(TrainConfig(**{**values, "data_dir": str(changed), "resume": True}))
 
 
+@pytest.mark.long
 def test_a_failed_final_save_keeps_the_checkpoints(tiny_bert_dir, tmp_path, monkeypatch):
     from sbert_siamese.models.siamese import SiameseModel
 

@@ -22,6 +22,9 @@ from safetensors.torch import load_file
 
 from sbert_siamese.training import checkpoints
 
+# Each test launches 2-3 training processes (torchrun / a 1-process reference): make test, not test-fast.
+pytestmark = pytest.mark.long
+
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"
 
 
