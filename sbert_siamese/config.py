@@ -173,6 +173,8 @@ class TrainConfig:
     def __post_init__(self):
         # YAML gives lists, defaults are tuples: one type, so a saved recipe loads back equal.
         self.split_fractions = [float(x) for x in self.split_fractions]
+        if self.loss_params == {}:  # no parameters, written either way: one value, so resume sees no change
+            self.loss_params = None
         self.validate()
 
     def validate(self) -> None:
@@ -191,6 +193,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         values = asdict(self)
+        if values["loss_params"] is None:  # unset: recipe.yaml stays as versions before loss_params wrote it
+            del values["loss_params"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     def save(self, path: str | Path) -> None:
@@ -227,7 +231,8 @@ def _check_values(c: TrainConfig) -> None:
             raise invalid(name, f"{name} must be >= 0, got {getattr(c, name)!r}")
     for name, valid in _CHOICES.items():
         value = getattr(c, name)
-        if value not in valid and not (value is None and name in _OPTIONAL):
+        # tuple(valid): a list or mapping given as a value is not valid, rather than unhashable
+        if value not in tuple(valid) and not (value is None and name in _OPTIONAL):
             raise invalid(name, f"{name}={value!r} is not valid; choose one of {', '.join(map(str, valid))}")
     for name, low in _AT_LEAST.items():
         value = getattr(c, name)
@@ -263,7 +268,7 @@ def _check_values(c: TrainConfig) -> None:
         )
     if isinstance(c.train_data, list) and not c.train_data:
         raise invalid("train_data", "train_data is an empty list")
-    if c.tasks is not None and not isinstance(c.tasks, list):
+    if c.tasks and not isinstance(c.tasks, list):  # null, [] and {} all mean: no extra tasks
         raise invalid("tasks", f"tasks must be a list of {{loss, train_data, ...}} entries, got {c.tasks!r}")
 
 
@@ -316,7 +321,7 @@ def _check_task(config: TrainConfig, spec, index: int) -> None:
             f"{where}.{unknown[0]}",
             f"{where}: unknown key(s) {sorted(unknown)}; valid: {', '.join(TASK_KEYS)}",
         )
-    if spec["loss"] in OBJECTIVES and get_objective(spec["loss"]).head is not None:
+    if spec["loss"] in tuple(OBJECTIVES) and get_objective(spec["loss"]).head is not None:
         raise invalid(f"{where}.loss", f"{where}: loss {spec['loss']} trains a head; only the main task may")
     for key in ("hard_negatives", "labelled_negatives"):
         if spec.get(key):

@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -115,8 +116,8 @@ class Run:
     last_checkpoint: Path | None = None
     step_losses: list = field(default_factory=list)  # this optimizer step's micro-batch losses
 
-    @property
-    def model(self) -> SiameseModel:
+    @cached_property
+    def model(self) -> SiameseModel:  # unwrapped once: the loop reads it every micro-batch
         return self.accelerator.unwrap_model(self.prepared)
 
     @property
@@ -162,7 +163,8 @@ def setup(config: TrainConfig, encoder, datasets, show_progress_bar: bool, save:
     pin = config.pin_memory and accelerator.device.type == "cuda"
     loaders = [make_loader(t, neighbours if i == 0 else None, pin) for i, t in enumerate(tasks)]
     steps_per_epoch = math.ceil(sum(len(loader) for loader in loaders) / config.gradient_accumulation_steps)
-    total_steps = config.max_steps or steps_per_epoch * config.epochs  # as in the HF Trainer
+    # as in the HF Trainer, max_steps overrides epochs
+    total_steps = config.max_steps if config.max_steps is not None else steps_per_epoch * config.epochs
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, total_steps)
     prepared, optimizer, scheduler, *loaders = accelerator.prepare(model, optimizer, scheduler, *loaders)
