@@ -28,7 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog="Writes every pair scoring >= the threshold (i, j, score, texts) to --output and the groups\n"
         "they form (connected components, each with a representative: the member closest to the others)\n"
         "to --groups (default: OUTPUT's name + .groups.jsonl). Exact chunked search below\n"
-        "search.APPROXIMATE_FROM texts, a faiss HNSW index above (--index to choose).",
+        "search.APPROXIMATE_FROM texts, the k-means clustered index above (--index to choose).",
     )
     add_model(p)
     p.add_argument("--input", required=True, help="texts: .txt (one per line), .csv/.tsv/.jsonl/.parquet")
