@@ -228,7 +228,7 @@ def test_import_does_not_load_matplotlib():
 
 # ---------------------------------------------------------------------------------------- training curves
 def write_log(path: Path, eval_key: str = "sts-dev_spearman_cosine") -> tuple[list[int], list[float]]:
-    """A train_log.jsonl like training.py writes: an eval-only step 0, loss rows, eval keys every 10 steps."""
+    """A train_log.jsonl like the trainer writes: an eval-only step 0, loss rows, eval keys every 10 steps."""
     rows = [{"step": 0, eval_key: 0.5, "sts-dev_pearson_cosine": 0.4}]
     eval_steps, eval_values = [0], [0.5]
     for step in range(1, 31):
