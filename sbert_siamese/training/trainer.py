@@ -122,7 +122,12 @@ class Run:
 
     @property
     def track_best(self) -> bool:
-        return self.config.keep_best and self.evaluators.dev is not None and self.accelerator.is_main_process
+        return tracks_best(self.config, self.evaluators, self.accelerator)
+
+
+def tracks_best(config: TrainConfig, evaluators: Evaluators, accelerator: Accelerator) -> bool:
+    """Whether this process keeps the best-on-dev weights (the main process, with keep_best and a dev set)."""
+    return config.keep_best and evaluators.dev is not None and accelerator.is_main_process
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -250,7 +255,7 @@ def batch_neighbours(config: TrainConfig, model, data: TaskData, accelerator) ->
 def starting_state(config, model, evaluators: Evaluators, data: TaskData, accelerator, resume_from):
     """A new run: the starting model's test and dev metrics (``initial/...``) and its weights as the best
     so far. A resumed run: the progress and best weights saved in its checkpoint."""
-    track_best = config.keep_best and evaluators.dev is not None and accelerator.is_main_process
+    track_best = tracks_best(config, evaluators, accelerator)
     if resume_from is not None:
         state = TrainState.from_progress(resume_from.progress)
         best_state = resume_from.best_state() if track_best else None
