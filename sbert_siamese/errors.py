@@ -55,3 +55,20 @@ class TrainingDivergedError(SbertSiameseError, FloatingPointError):
 
 class CheckpointError(SbertSiameseError, ValueError):
     """A checkpoint is missing, incomplete or corrupted, or does not belong to this recipe."""
+
+
+class ArchiveError(SbertSiameseError, ValueError):
+    """A question archive is missing, damaged or belongs to another model, or a request to it is invalid
+    (an id that clashes with another question). ``field`` names the argument at fault, when there is one."""
+
+    def __init__(self, message: str, field: str | None = None):
+        self.field = field
+        super().__init__(message)
+
+
+class UnknownIdError(ArchiveError, LookupError):
+    """No (live) question in the archive has this id."""
+
+    def __init__(self, question_id: int):
+        self.question_id = question_id
+        super().__init__(f"no question with id {question_id} in the archive", field="id")

@@ -1,0 +1,13 @@
+"""The duplicate-question archive and its HTTP service.
+
+- ``store``: the SQLite database, the source of truth (questions, embeddings, removals, ingest progress).
+- ``vectors``: the vector index over it (a search kind + the questions added since + a removal mask).
+- ``archive``: ``Archive`` (create, open, add, remove, query, compact, info).
+- ``ingest``: ``add_file``: large input files added in chunks, resumable.
+- ``batcher``, ``server``: the FastAPI app (``sbert-siamese serve``) and its micro-batching worker.
+"""
+
+from .archive import Archive, Judgement, Match
+from .store import Question
+
+__all__ = ["Archive", "Judgement", "Match", "Question"]
