@@ -14,14 +14,14 @@ import sys
 
 from ..errors import SbertSiameseError
 from ..io.safe_io import describe_os_error
-from . import calibrate, dedup, demo, encode, evaluate, export, mine, predict, search, train
+from . import archive, calibrate, dedup, demo, encode, evaluate, export, mine, predict, search, serve, train
 from .options import HelpFormatter, is_main_process
 
 log = logging.getLogger("sbert_siamese.cli")
 
 # The commands in the order ``--help`` lists them; a new command is a module here with
 # ``add_parser(subparsers) -> parser`` and ``run(args) -> exit status``.
-COMMANDS = (train, evaluate, encode, export, calibrate, predict, dedup, search, mine, demo)
+COMMANDS = (train, evaluate, encode, export, calibrate, predict, dedup, search, mine, archive, serve, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
