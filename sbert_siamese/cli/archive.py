@@ -18,7 +18,8 @@ from .options import (
 )
 
 EPILOG = """An archive is a folder: archive.json (model path + weights fingerprint), questions.sqlite (the
-source of truth: texts, ids, metadata, embeddings) and index/ (rebuilt or caught up when it lags the database).
+source of truth: texts, ids, metadata, embeddings) and index/ (rebuilt, or caught up when it lags the
+database).
 Serve it with `sbert-siamese serve --archive DIR`.
 
   sbert-siamese archive create qa --model runs/qqp
