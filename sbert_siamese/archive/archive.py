@@ -132,11 +132,12 @@ class Archive:
         self.threshold = (
             Threshold.from_dict(override, f"{path / MANIFEST}: threshold") if override else (model.threshold)
         )
-        self.similarity = "dot" if self.threshold is not None and self.threshold.score == "dot" else "cosine"
+        # what Match.score is: cosine similarity, or the dot product when the threshold is on it
+        self.score = "dot" if self.threshold is not None and self.threshold.score == "dot" else "cosine"
         self.dim = int(model.encoder.embedding_dim)
         self._lock = threading.RLock()
         self._data_version = -1
-        self.index = VectorIndex(manifest["index"]["kind"], self.similarity, self.dim)
+        self.index = VectorIndex(manifest["index"]["kind"], self.score, self.dim)
         self._load_index()
 
     # ------------------------------------------------------------------------------------ lifecycle
@@ -235,7 +236,7 @@ class Archive:
         """The saved index when it fits, caught up with the database; else a fresh build."""
         max_seq = self.store.max_seq()
         self._data_version = self.store.data_version()
-        saved = load_saved(self.path, self.fingerprint, self.similarity, max_seq)
+        saved = load_saved(self.path, self.fingerprint, self.score, max_seq)
         if saved is None:
             self._rebuild()
             return
@@ -290,7 +291,7 @@ class Archive:
         """Scores, decisions and head probabilities for paired rows of query (u) and archived (v)
         embeddings."""
         similarities = pairwise_similarities(u, v) if len(u) else {}
-        scores = similarities.get(self.similarity, np.zeros(0))
+        scores = similarities.get(self.score, np.zeros(0))
         out = Judgement(scores=scores, duplicate=[None] * len(u))
         if self.model.head is not None and len(u):
             probs = self.model.head_probabilities(torch.from_numpy(u), torch.from_numpy(v)).numpy()
@@ -412,6 +413,11 @@ class Archive:
             self._maybe_rebuild()
             return ids
 
+    def start_ingest(self, source: str, reserve: int | None) -> tuple[int, int, int, bool]:
+        """Where adding the file ``source`` stands (``Store.start_ingest``; used by ``ingest.add_file``)."""
+        with self._lock:
+            return self.store.start_ingest(source, reserve)
+
     def remove(self, ids: Sequence[int]) -> list[int]:
         """Remove questions by id; returns the ids that were present. They never come back in results;
         ``compact`` frees their space in the index."""
@@ -518,7 +524,7 @@ class Archive:
                     "indexed": int(len(self.index.base_seqs)),
                     "added_since_build": self.index.delta_size,
                 },
-                "similarity": self.similarity,
+                "similarity": self.score,
                 "threshold": None if self.threshold is None else self.threshold.to_dict(),
                 "head": None if self.model.head is None else type(self.model.head).__name__,
                 "dimension": self.dim,

@@ -69,19 +69,17 @@ def fingerprint_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), lines
 
 
-def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text without its line end), decoding line by line so errors name the line."""
+def _decoded_lines(path: Path, bad_rows: BadRows) -> Iterator[tuple[int, str]]:
+    """(line number, text without its line end), decoding line by line so errors name the line; a line
+    that is not UTF-8 goes to ``bad_rows`` (raised, or skipped and counted)."""
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(
-                    f"invalid UTF-8 byte {raw[exc.start]:#04x} (expected UTF-8 text)",
-                    str(path),
-                    line_no,
-                    "invalid_utf8",
-                ) from None
+                problem = f"invalid UTF-8 byte {raw[exc.start]:#04x} (expected UTF-8 text)"
+                bad_rows.handle(DataError(problem, str(path), line_no, "invalid_utf8"))
+                continue
             yield line_no, line.removesuffix("\n").removesuffix("\r")
 
 
@@ -130,7 +128,7 @@ def iter_rows(
             raise ConfigError(
                 f"{path}: a .txt file has no columns; --id-column needs .csv/.tsv/.jsonl/.parquet"
             )
-        for line_no, line in _decoded_lines(path):
+        for line_no, line in _decoded_lines(path, bad_rows):
             if line.strip():
                 yield line_no, line, None
             else:
@@ -153,7 +151,7 @@ def iter_rows(
 
 
 def _jsonl_records(path: Path, bad_rows: BadRows) -> Iterator[tuple[int, dict]]:
-    for line_no, line in _decoded_lines(path):
+    for line_no, line in _decoded_lines(path, bad_rows):
         if not line.strip():
             continue
         try:
@@ -176,7 +174,7 @@ def _jsonl_records(path: Path, bad_rows: BadRows) -> Iterator[tuple[int, dict]]:
 
 
 def _table_records(path: Path, delimiter: str, bad_rows: BadRows) -> Iterator[tuple[int, dict]]:
-    lines = (line + "\n" for _, line in _decoded_lines(path))
+    lines = (line + "\n" for _, line in _decoded_lines(path, bad_rows))
     reader = csv.reader(
         lines, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
     )
@@ -260,11 +258,8 @@ def add_file(
     digest, line_count = fingerprint_file(path)
     source = json.dumps({"sha256": digest, "column": column, "id_column": id_column})
     store = archive.store
-    state = store.ingest_state(source)
-    if state is None:
-        offset, last_line, committed, done = archive.store.max_id(), 0, 0, False
-    else:
-        offset, last_line, committed, done = state
+    reserve = None if id_column is not None else line_count + 1  # ids offset + line, for every line
+    offset, last_line, committed, done = archive.start_ingest(source, reserve)
     report = IngestReport(str(path), 0, 0, 0, committed, last_line, None, None)
     if done:
         logger.info("%s: already added to this archive (%d rows); nothing to do", path, committed)

@@ -4,13 +4,17 @@ One row per question, in insertion order (``seq``, the row the vector index know
 
     questions(seq INTEGER PRIMARY KEY, id INTEGER, text TEXT, metadata TEXT (JSON) | NULL,
               deleted INTEGER 0/1, vector BLOB (float32) | NULL once compacted)
-    ingests(source TEXT PRIMARY KEY, id_offset INTEGER, last_line INTEGER, rows INTEGER, done INTEGER)
+    ingests(source TEXT PRIMARY KEY, id_offset INTEGER, last_line INTEGER, rows INTEGER, done INTEGER,
+            reserved INTEGER)
 
 A live id names exactly one row (a partial unique index); a removed question stays as a tombstone, so its
 id is never handed out again by the "past the largest id" rule. The database runs in WAL mode with
 ``synchronous=FULL``: a committed transaction is on disk before ``commit`` returns, so an acknowledged
 add survives ``kill -9`` and a power cut. ``ingests`` records how far each input file has been added, in
-the same transaction as its rows, so an interrupted ``archive add`` resumes without adding a row twice.
+the same transaction as its rows, so an interrupted ``archive add`` resumes without adding a row twice. A
+file added without an id column reserves the ids ``id_offset + line`` of all its lines when it starts
+(``reserved``: the largest), so ids counted on from the largest one never take a line's id while it waits
+for a resume.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ CREATE TABLE IF NOT EXISTS ingests (
     id_offset INTEGER NOT NULL,
     last_line INTEGER NOT NULL,
     rows INTEGER NOT NULL,
-    done INTEGER NOT NULL DEFAULT 0
+    done INTEGER NOT NULL DEFAULT 0,
+    reserved INTEGER NOT NULL DEFAULT -1
 );
 """
 
@@ -127,8 +132,12 @@ class Store:
         return {"questions": live or 0, "removed": dead or 0, "vectors": stored or 0}
 
     def max_id(self) -> int:
-        """The largest id ever given (removed questions included); -1 for an empty archive."""
-        value = self.conn.execute("SELECT max(id) FROM questions").fetchone()[0]
+        """The largest id ever given (removed questions included) or reserved by a file being added; -1
+        for an empty archive."""
+        value = self.conn.execute(
+            "SELECT max(m) FROM (SELECT max(id) AS m FROM questions "
+            "UNION ALL SELECT max(reserved) FROM ingests)"
+        ).fetchone()[0]
         return -1 if value is None else int(value)
 
     def max_seq(self) -> int:
@@ -229,18 +238,27 @@ class Store:
         self.conn.execute("VACUUM")
 
     # ------------------------------------------------------------------------------------ ingests
-    def ingest_state(self, source: str) -> tuple[int, int, int, bool] | None:
-        row = self.conn.execute(
-            "SELECT id_offset, last_line, rows, done FROM ingests WHERE source = ?", (source,)
-        ).fetchone()
-        return None if row is None else (int(row[0]), int(row[1]), int(row[2]), bool(row[3]))
+    def start_ingest(self, source: str, reserve: int | None) -> tuple[int, int, int, bool]:
+        """(id offset, last line committed, rows committed, done) of ``source``; a new source is recorded
+        at once with the largest id as its offset, reserving ``reserve`` ids past it (None: none)."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT id_offset, last_line, rows, done FROM ingests WHERE source = ?", (source,)
+            ).fetchone()
+            if row is not None:
+                return int(row[0]), int(row[1]), int(row[2]), bool(row[3])
+            offset = self.max_id()
+            conn.execute(
+                "INSERT INTO ingests (source, id_offset, last_line, rows, done, reserved) "
+                "VALUES (?, ?, 0, 0, 0, ?)",
+                (source, offset, -1 if reserve is None else offset + reserve),
+            )
+            return offset, 0, 0, False
 
     def save_ingest(
         self, conn: sqlite3.Connection, source: str, id_offset: int, last_line: int, rows: int, done: bool
     ) -> None:
         conn.execute(
-            "INSERT INTO ingests (source, id_offset, last_line, rows, done) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(source) DO UPDATE SET last_line = excluded.last_line, rows = excluded.rows, "
-            "done = excluded.done",
-            (source, id_offset, last_line, rows, int(done)),
+            "UPDATE ingests SET last_line = ?, rows = ?, done = ? WHERE source = ? AND id_offset = ?",
+            (last_line, rows, int(done), source, id_offset),
         )

@@ -40,6 +40,7 @@ ROW_REASONS = (
     "not_an_object",  # a JSONL line that is JSON but not an object
     "invalid_utf8",  # a line with bytes that are not UTF-8 (or a JSON string with a lone surrogate)
     "unexpected_header",  # a header line in the STS-B format, which has none
+    "bad_id",  # an id that is not a non-negative integer (archive add --id-column)
 )
 
 
