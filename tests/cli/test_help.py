@@ -12,7 +12,7 @@ from sbert_siamese.cli.main import COMMANDS, build_parser
 from sbert_siamese.config import describe_fields
 
 COMMAND_NAMES = ["train", "evaluate", "encode", "export", "calibrate", "predict", "dedup", "search", "mine",
-                 "demo"]  # fmt: skip
+                 "archive", "serve", "demo"]  # fmt: skip
 
 
 def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
