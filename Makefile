@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/data
 
-.PHONY: install demo test test-fast lint format stsb bench clean
+.PHONY: install demo browser test test-fast lint format stsb bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +21,23 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/sbert-siamese demo
 
+# Headless Chromium + chromedriver (Debian packages) for tests/archive/test_page.py, which skips without
+# them. Installed with apt-get when missing: directly as root, else through sudo where there is one.
+browser:
+	@{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+		else echo "chromedriver missing and not root: the browser test will skip"; exit 0; fi; \
+		$$SUDO apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver; \
+	}
+
 # The whole suite: fast tests plus the `slow` real-data checks, which skip cleanly when
 # $(DATA_DIR) is absent.
-test: $(STAMP)
+test: $(STAMP) browser
 	SBERT_SIAMESE_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest -q
 
 # The edit-test loop: no real data, no multi-process or resume runs (`long`).
-test-fast: $(STAMP)
+test-fast: $(STAMP) browser
 	$(BIN)/python -m pytest -q -m "not slow and not long"
 
 lint: $(STAMP)
