@@ -12,6 +12,7 @@ No endpoint takes a path, so no request can make the server read or write a file
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from contextlib import asynccontextmanager
@@ -29,6 +30,8 @@ from .._version import __version__
 from ..errors import ArchiveError, UnknownIdError
 from .batcher import Batcher
 from .metrics import Metrics
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -298,6 +301,11 @@ def create_app(archive, limits: Limits | None = None, api_key: str | None = None
     async def http_error(request: Request, exc: StarletteHTTPException):
         field = "path" if exc.status_code == 404 else "method" if exc.status_code == 405 else "request"
         return error_response(exc.status_code, field, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception):  # a bug or a full disk: logged, not shown
+        logger.exception("%s %s failed", request.method, request.url.path)
+        return error_response(500, "server", f"internal error ({type(exc).__name__}); see the server's log")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index_page():
