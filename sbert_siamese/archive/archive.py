@@ -45,7 +45,7 @@ from ..models.scoring import DISTANCES, pairwise_similarities
 from ..models.threshold import Threshold
 from ..search.index import KINDS, _check_kind
 from .store import DATABASE, NewRow, Question, Store
-from .vectors import VectorIndex, load_saved
+from .vectors import FAISS_KINDS, VectorIndex, load_saved
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +222,11 @@ class Archive:
         )
 
     def close(self) -> None:
+        """Save a faiss index that grew since it was saved (so the next open need not catch up), then close
+        the database."""
         with self._lock:
+            if self.index.built_kind in FAISS_KINDS and len(self.index.base_seqs) != self.index.saved_rows:
+                self.index.save(self.path, self.fingerprint)
             self.store.close()
 
     def __enter__(self) -> Archive:
@@ -246,8 +250,11 @@ class Archive:
             live_seqs, vectors = self.store.vectors(live_only=True)
             keep = live_seqs <= upto
             self.index.build(live_seqs[keep], vectors[keep] if vectors is not None else None, upto)
+            if self.index.built_kind in FAISS_KINDS:  # the kind changed (auto, another version): keep it
+                self.index.save(self.path, self.fingerprint)
         else:
             self.index.build(seqs, None, upto, base=base)
+            self.index.saved_rows = len(seqs)
             self.index.remove(self.store.removed_seqs(upto))
         self._catch_up(upto)
 

@@ -1,28 +1,28 @@
-"""The archive's vector index: one of the search kinds (``build_index``) over the questions present at its
-last build, plus the questions added since, searched exactly, minus the removed ones.
+"""The archive's vector index: one of the search kinds (``build_index``), kept up to date as questions are
+added and removed one request at a time, and addressed by ``seq`` (a question's SQLite row).
 
-The index kinds are built once over a fixed set of vectors; an archive grows and shrinks one request at a
-time. So ``VectorIndex`` keeps three parts, all keyed by ``seq`` (the SQLite row of a question):
+- ``exact``: one matrix of every live vector (a growing buffer, no copy per add), searched by one matrix
+  product per batch of queries;
+- ``flat``, ``ivf``, ``hnsw`` (faiss): new vectors go into the faiss index itself (``base_seqs`` maps its
+  positions to seqs);
+- ``clustered``: k-means lists cannot take new rows, so they are searched beside an exact ``delta`` of the
+  questions added since the build, which is rebuilt into the lists when the delta outgrows
+  ``max(REBUILD_MIN, len(base))``.
 
-- ``base``: a ``SearchIndex`` over the live vectors at the last (re)build, with ``base_seqs`` (position ->
-  seq);
-- ``delta``: the vectors added since, in a growing buffer searched by one matrix product;
-- ``alive``: a boolean per seq; removed questions are masked out of every result. Searches ask the base
-  for ``k`` plus the number of removed rows in it, so a removal never costs a result.
+Removed questions are masked out (``alive``, a boolean per seq); the base is asked for ``k`` plus the number
+of removed rows in it, so a removal never costs a result. A rebuild from the database (``needs_rebuild``)
+also follows when more than ``DEAD_FRACTION`` of the index is removed, when an ivf index outgrows its lists
+``IVF_REGROW`` times, and when ``auto`` moves from exact to HNSW at ``APPROXIMATE_FROM`` questions.
 
-When the delta outgrows ``max(REBUILD_MIN, len(base))`` (the archive doubled since the last build) or more
-than ``DEAD_FRACTION`` of the base is removed, ``needs_rebuild`` says so and the archive rebuilds the base
-from SQLite (the cost of a build, amortised over as many adds). ``kind="auto"`` is resolved at each build,
-so an archive that grows past ``APPROXIMATE_FROM`` questions moves from exact to clustered search.
-
-On disk (``index/`` in the archive) only what is costly to rebuild is kept: ``index.json`` (what the base
-holds: kind, seqs up to which it is complete, the model's fingerprint), ``seqs.npy``, and for the faiss
-kinds the faiss index itself. Exact and clustered bases are rebuilt from SQLite's vectors at open (a k-means
-on a sample: under a second for 100k questions). Whatever is missing, stale or unreadable is rebuilt.
+On disk (``index/`` in the archive) only what is costly to rebuild is kept: ``index.json`` (kind, the seq up
+to which it is complete, the model's fingerprint), ``seqs.npy``, and a faiss index itself. Exact and clustered
+indexes are rebuilt from SQLite's vectors at open (a k-means on a sample: seconds for 100k questions).
+Whatever is missing, stale or unreadable is rebuilt; whatever was committed after the save is caught up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -32,16 +32,19 @@ import torch
 import torch.nn.functional as F
 
 from ..io.safe_io import atomic_write_bytes, atomic_write_text
+from ..search import index as search_index
 from ..search.base import EPS, SearchIndex, _check_k
 from ..search.faiss_index import FaissIndex, _import_faiss, ivf_nprobe
-from ..search.index import build_index, resolve_kind
+from ..search.index import build_index
 
 logger = logging.getLogger(__name__)
 
 REBUILD_MIN = 20_000  # vectors added since the last build that are searched exactly before a rebuild
 DEAD_FRACTION = 0.2  # removed share of the base that triggers a rebuild
 SMALL = 2_000  # below this many vectors the clustered and ivf kinds are built as exact search
+IVF_REGROW = 4  # an ivf base that grew past this many times the vectors its lists were trained on is rebuilt
 FAISS_KINDS = ("flat", "ivf", "hnsw")
+SERIAL_FAISS_BELOW = 64  # query batches up to this size are searched by faiss on one thread
 INDEX_DIR = "index"
 INDEX_INFO = "index.json"
 SEQS_FILE = "seqs.npy"
@@ -55,16 +58,19 @@ class VectorIndex:
         self.kind = kind  # as asked: may be "auto"
         self.similarity = similarity
         self.dim = dim
+        self.saved_rows = -1  # rows of the base when it was last saved (-1: never)
+        self._reset(np.zeros(0, np.int64), 0)
+
+    def _reset(self, seqs: np.ndarray, upto_seq: int) -> None:
         self.base: SearchIndex | None = None
         self.base_seqs = np.zeros(0, np.int64)
-        self.upto_seq = 0  # every seq <= this is in the base or removed
-        self.max_seq = 0  # the largest seq seen (base or delta)
-        self._delta = torch.zeros((0, dim))
+        self.upto_seq = self.max_seq = upto_seq  # every seq <= upto_seq is in the index or removed
+        self._base_upto = 0  # the largest seq in the base: a removal at or below it is counted there
+        self._built_rows = 0
+        self._delta = torch.zeros((0, self.dim))
         self._delta_seqs = np.zeros(0, np.int64)
-        self._delta_n = 0
-        self.alive = np.zeros(1, dtype=bool)
-        self._dead_in_base = 0
-        self._dead_in_delta = 0
+        self._delta_n = self._dead_in_delta = self._dead_in_base = 0
+        self.alive = np.zeros(max(upto_seq, int(seqs.max(initial=0))) + 1, dtype=bool)
 
     # ------------------------------------------------------------------------------------ sizes
     def __len__(self) -> int:
@@ -78,11 +84,27 @@ class VectorIndex:
     def delta_size(self) -> int:
         return self._delta_n
 
+    def kind_for(self, n: int) -> str:
+        """The kind a build over ``n`` vectors makes. ``auto`` is exact search below ``APPROXIMATE_FROM``
+        and HNSW above: an archive is searched a few queries at a time, where a graph answers in well under
+        a millisecond (k-means lists, the ``auto`` of corpus-wide dedup, pay off on whole corpora)."""
+        if self.kind == "auto":
+            return "exact" if n < search_index.APPROXIMATE_FROM else "hnsw"
+        if self.kind in ("clustered", "ivf") and n < SMALL:
+            return "exact"  # k-means lists need a few thousand points to be worth it
+        return self.kind
+
     def needs_rebuild(self) -> bool:
+        """Whether a rebuild from the database would now give a better index (see the module docstring)."""
         base = len(self.base_seqs)
-        return self._delta_n > max(REBUILD_MIN, base) or (
-            base > 0 and self._dead_in_base > DEAD_FRACTION * base
-        )
+        if self.base is None:
+            dead = self._delta_n > SMALL and self._dead_in_delta > DEAD_FRACTION * self._delta_n
+            return dead or (len(self) > 0 and self.kind_for(len(self)) != "exact")
+        if base and self._dead_in_base > DEAD_FRACTION * base:
+            return True
+        if isinstance(self.base, FaissIndex):  # grows in place; IVF lists trained on far fewer go stale
+            return self.base.kind == "ivf" and base > IVF_REGROW * self._built_rows
+        return self._delta_n > max(REBUILD_MIN, base)
 
     # ------------------------------------------------------------------------------------ building
     def _grow_alive(self, max_seq: int) -> None:
@@ -92,32 +114,43 @@ class VectorIndex:
             self.alive = grown
 
     def build(self, seqs: np.ndarray, vectors: np.ndarray | None, upto_seq: int, base=None) -> None:
-        """Make the base from live ``vectors`` (rows of ``seqs``), or adopt a loaded ``base``; clears the
-        delta. ``upto_seq``: the largest seq the base accounts for."""
+        """Make the index over live ``vectors`` (rows of ``seqs``), or adopt a loaded faiss ``base`` over
+        ``seqs``. ``upto_seq``: the largest seq this accounts for (removed rows included)."""
         seqs = np.asarray(seqs, dtype=np.int64)
+        self._reset(seqs, upto_seq)
         if base is None and len(seqs):
-            kind = resolve_kind(len(seqs), self.kind)
-            if kind in ("clustered", "ivf") and len(seqs) < SMALL:
-                kind = "exact"  # k-means lists need a few thousand points to be worth it
+            kind = self.kind_for(len(seqs))
+            if kind == "exact":  # searched as one matrix: the delta is exactly that
+                self._append_delta(seqs, vectors)
+                return
             base = build_index(vectors, kind, self.similarity)
-        self.base = base
-        self.base_seqs = seqs
-        self.upto_seq = self.max_seq = upto_seq
-        self._delta = torch.zeros((0, self.dim))
-        self._delta_seqs = np.zeros(0, np.int64)
-        self._delta_n = self._dead_in_delta = 0
-        self.alive = np.zeros(max(upto_seq, int(seqs.max(initial=0))) + 1, dtype=bool)
-        self.alive[seqs] = True
-        self._dead_in_base = 0
+        if base is not None:
+            self.base, self.base_seqs = base, seqs
+            self._base_upto = int(seqs.max(initial=0))
+            self._built_rows = len(seqs)
+            self.alive[seqs] = True
+
+    def _rows(self, vectors: np.ndarray) -> torch.Tensor:
+        rows = torch.from_numpy(np.array(vectors, dtype=np.float32))  # a writable copy
+        return F.normalize(rows, dim=1, eps=EPS) if self.similarity == "cosine" else rows
 
     def append(self, seqs: np.ndarray, vectors: np.ndarray) -> None:
-        """Add live rows (seqs above every seq seen so far) to the delta."""
+        """Add live rows (seqs above every seq seen so far): into a faiss base directly, else to the delta."""
         seqs = np.asarray(seqs, dtype=np.int64)
         if not len(seqs):
             return
-        rows = torch.from_numpy(np.array(vectors, dtype=np.float32))  # a writable copy
-        if self.similarity == "cosine":
-            rows = F.normalize(rows, dim=1, eps=EPS)
+        if isinstance(self.base, FaissIndex):
+            self.base.index.add(self._rows(vectors).numpy())
+            self.base_seqs = np.concatenate([self.base_seqs, seqs])
+            self._base_upto = int(seqs.max())
+            self._grow_alive(int(seqs.max()))
+            self.alive[seqs] = True
+            self.upto_seq = self.max_seq = max(self.max_seq, int(seqs.max()))
+            return
+        self._append_delta(seqs, vectors)
+
+    def _append_delta(self, seqs: np.ndarray, vectors: np.ndarray) -> None:
+        rows = self._rows(vectors)
         need = self._delta_n + len(seqs)
         if need > self._delta.shape[0]:  # amortised growth: no copy of the whole delta per add
             grown = torch.zeros((max(need, 2 * self._delta.shape[0], 1024), self.dim))
@@ -137,7 +170,7 @@ class VectorIndex:
         for seq in np.asarray(seqs, dtype=np.int64).reshape(-1):
             if seq < len(self.alive) and self.alive[seq]:
                 self.alive[seq] = False
-                if seq <= self.upto_seq:
+                if self.base is not None and seq <= self._base_upto:
                     self._dead_in_base += 1
                 else:
                     self._dead_in_delta += 1
@@ -157,7 +190,8 @@ class VectorIndex:
         parts_s, parts_i = [], []
         if self.base is not None and len(self.base_seqs):
             kk = min(len(self.base_seqs), k_out + self._dead_in_base)
-            scores, positions = self.base.search(q, kk)
+            with _few_threads(self.base, q.shape[0]):
+                scores, positions = self.base.search(q, kk)
             seqs = np.where(positions >= 0, self.base_seqs[np.clip(positions, 0, None)], -1)
             parts_s.append(torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32)))
             parts_i.append(torch.from_numpy(seqs))
@@ -185,6 +219,7 @@ class VectorIndex:
         if kind in FAISS_KINDS:
             faiss = _import_faiss()
             atomic_write_bytes(folder / FAISS_FILE, faiss.serialize_index(self.base.index).tobytes(), "index")
+            self.saved_rows = len(self.base_seqs)
         else:
             (folder / FAISS_FILE).unlink(missing_ok=True)
         buffer = _npy_bytes(self.base_seqs)
@@ -200,6 +235,22 @@ class VectorIndex:
             "ef_search": getattr(self.base, "ef_search", None),
         }
         atomic_write_text(folder / INDEX_INFO, json.dumps(info, indent=2) + "\n", "index")
+
+
+@contextlib.contextmanager
+def _few_threads(base, queries: int):
+    """faiss on one thread for a small batch of queries: its OpenMP threads cost more to wake than the
+    search itself (measured: HNSW over 100k vectors, 8 queries, 12 ms on 2 threads vs about 2 ms on one)."""
+    if not isinstance(base, FaissIndex) or queries > SERIAL_FAISS_BELOW:
+        yield
+        return
+    faiss = _import_faiss()
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

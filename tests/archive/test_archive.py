@@ -213,3 +213,17 @@ def test_info(archive):
     assert info["questions"] == len(QUESTIONS) and info["removed"] == 0 and info["largest_id"] == 11
     assert info["index"]["built"] == "exact" and info["threshold"]["threshold"] == 0.9
     assert info["model"]["fingerprint"] == archive.fingerprint
+
+
+def test_a_faiss_index_is_saved_at_close_and_caught_up_after_a_crash(model_dir, tmp_path):
+    path = tmp_path / "qa"
+    with Archive.create(path, model_dir, index="hnsw") as a:
+        a.add(QUESTIONS[:6])
+    saved = json.loads((path / INDEX_DIR / "index.json").read_text())
+    assert (saved["kind"], saved["rows"]) == ("hnsw", 6)  # written at close
+    crashed = Archive.open(path)
+    crashed.add(QUESTIONS[6:])  # then the process dies: no close, no save
+    with Archive.open(path) as again:
+        assert again.info()["index"] == {"kind": "hnsw", "built": "hnsw", "indexed": 12, "added_since_build": 0}
+        assert [m.id for m in again.query([QUESTIONS[9]], top_k=1)[0]] == [9]
+    crashed.store.close()

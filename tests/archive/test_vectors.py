@@ -76,15 +76,66 @@ def test_dot_similarity_is_not_normalised():
     assert found.tolist() == [[2, 1]] and scores.tolist() == [[6.0, 2.0]]
 
 
-def test_rebuild_is_asked_for_when_the_delta_doubles_the_base_or_a_fifth_is_removed(monkeypatch, data):
+def test_clustered_asks_for_a_rebuild_when_the_delta_outgrows_the_base_or_a_fifth_is_removed(
+    monkeypatch, data
+):
     matrix, _ = data
     monkeypatch.setattr(vectors_module, "REBUILD_MIN", 50)
-    index = VectorIndex("exact", "cosine", 16)
+    monkeypatch.setattr(vectors_module, "SMALL", 10)
+    index = VectorIndex("clustered", "cosine", 16)
     index.build(np.arange(1, 101), matrix[:100], upto_seq=100)
+    assert index.built_kind == "clustered"
     index.append(np.arange(101, 201), matrix[100:200])
-    assert not index.needs_rebuild()  # 100 added on a base of 100: not more than the base yet
+    assert index.delta_size == 100 and not index.needs_rebuild()  # 100 added on a base of 100
     index.append(np.array([201]), matrix[200:201])
     assert index.needs_rebuild()
+    index.build(np.arange(1, 101), matrix[:100], upto_seq=100)
+    index.remove(np.arange(1, 21))
+    assert not index.needs_rebuild()
+    index.remove([21])
+    assert index.needs_rebuild()
+
+
+def test_faiss_kinds_grow_in_place(data):
+    matrix, queries = data
+    index = VectorIndex("hnsw", "cosine", 16)
+    index.build(np.arange(1, 101), matrix[:100], upto_seq=100)
+    index.append(np.arange(101, 301), matrix[100:])
+    assert (index.delta_size, len(index.base_seqs), index.upto_seq) == (0, 300, 300)
+    assert not index.needs_rebuild()
+    _, found = index.search(matrix[250:251], 1)
+    assert found.tolist() == [[251]]
+
+
+def test_ivf_is_retrained_once_it_outgrows_its_lists(monkeypatch, data):
+    matrix, _ = data
+    monkeypatch.setattr(vectors_module, "SMALL", 10)
+    index = VectorIndex("ivf", "cosine", 16)
+    index.build(np.arange(1, 51), matrix[:50], upto_seq=50)
+    index.append(np.arange(51, 201), matrix[50:200])
+    assert not index.needs_rebuild()  # 200 = 4 x 50
+    index.append(np.array([201]), matrix[200:201])
+    assert index.needs_rebuild()
+
+
+def test_auto_is_exact_then_hnsw(monkeypatch, data):
+    from sbert_siamese.search import index as search_index
+
+    matrix, _ = data
+    monkeypatch.setattr(search_index, "APPROXIMATE_FROM", 150)
+    index = VectorIndex("auto", "cosine", 16)
+    index.build(np.arange(1, 101), matrix[:100], upto_seq=100)
+    assert index.built_kind == "exact" and not index.needs_rebuild()
+    index.append(np.arange(101, 151), matrix[100:150])
+    assert index.needs_rebuild()
+    index.build(np.arange(1, 151), matrix[:150], upto_seq=150)
+    assert index.built_kind == "hnsw"
+
+
+def test_exact_asks_for_a_rebuild_when_a_fifth_is_removed(monkeypatch, data):
+    matrix, _ = data
+    monkeypatch.setattr(vectors_module, "SMALL", 10)
+    index = VectorIndex("exact", "cosine", 16)
     index.build(np.arange(1, 101), matrix[:100], upto_seq=100)
     index.remove(np.arange(1, 21))
     assert not index.needs_rebuild()
