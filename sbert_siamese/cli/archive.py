@@ -63,7 +63,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--index",
         default="auto",
         choices=KINDS,
-        help="vector index kind; auto: exact below 20k questions, clustered (k-means lists) above",
+        help="vector index kind; auto: exact below 20k questions, HNSW (faiss) above",
     )
     c.add_argument(
         "--backend", default="torch", choices=BACKENDS, help="encode backend used by add / query / serve"
@@ -88,7 +88,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--chunk-size", type=int, default=2048, help="rows encoded and committed together")
     _open_options(a)
     add_backend_override(a, BACKENDS)
-    add_batch_size(a, 64)
+    add_batch_size(a, 16)
     add_quiet(a)
     add_on_bad_rows(a)
 
@@ -131,7 +131,7 @@ def _open(args: argparse.Namespace):
         args.dir,
         model=model,
         backend=getattr(args, "backend", None),
-        batch_size=getattr(args, "batch_size", 64),
+        batch_size=getattr(args, "batch_size", 16),
         allow_pickle=args.allow_pickle,
     )
 
