@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -122,10 +123,18 @@ def make_archive(path: Path, model: Path, questions=QUESTIONS, **options):
     return path
 
 
+@contextmanager
+def running(archive: Path, *extra: str, env: dict | None = None):
+    """A ``Server`` over ``archive`` for the duration of the block."""
+    server = Server(archive, *extra, env=env)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def served(model_dir, tmp_path_factory):
-    """A server over an archive of ``QUESTIONS`` (ids 0..11) with a cosine threshold of 0.9."""
-    archive = make_archive(tmp_path_factory.mktemp("served") / "qa", model_dir, threshold=0.9)
-    server = Server(archive)
-    yield server
-    server.stop()
+    """A server over an archive of ``QUESTIONS`` (ids 0..11) with a cosine threshold of 0.9 (read-only)."""
+    with running(make_archive(tmp_path_factory.mktemp("served") / "qa", model_dir, threshold=0.9)) as server:
+        yield server

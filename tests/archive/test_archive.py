@@ -224,6 +224,11 @@ def test_a_faiss_index_is_saved_at_close_and_caught_up_after_a_crash(model_dir, 
     crashed = Archive.open(path)
     crashed.add(QUESTIONS[6:])  # then the process dies: no close, no save
     with Archive.open(path) as again:
-        assert again.info()["index"] == {"kind": "hnsw", "built": "hnsw", "indexed": 12, "added_since_build": 0}
+        assert again.info()["index"] == {
+            "kind": "hnsw",
+            "built": "hnsw",
+            "indexed": 12,
+            "added_since_build": 0,
+        }
         assert [m.id for m in again.query([QUESTIONS[9]], top_k=1)[0]] == [9]
     crashed.store.close()

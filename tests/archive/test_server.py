@@ -16,7 +16,7 @@ import pytest
 from sbert_siamese.archive import Archive
 from sbert_siamese.models.siamese import SiameseModel
 
-from .conftest import QUESTIONS, Server, make_archive
+from .conftest import QUESTIONS, Server, make_archive, running
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +27,10 @@ def model(model_dir):
 @pytest.fixture(scope="module")
 def writable(model_dir, tmp_path_factory):
     """A server whose archive the tests change (adds, removals)."""
-    archive = make_archive(tmp_path_factory.mktemp("writable") / "qa", model_dir, threshold=0.9)
-    server = Server(archive)
-    yield server
-    server.stop()
+    with running(
+        make_archive(tmp_path_factory.mktemp("writable") / "qa", model_dir, threshold=0.9)
+    ) as server:
+        yield server
 
 
 def cosine(u, v):
