@@ -50,6 +50,8 @@ from .vectors import FAISS_KINDS, VectorIndex, load_saved
 logger = logging.getLogger(__name__)
 
 MANIFEST = "archive.json"
+MAX_ID = 2**53 - 1  # ids stay exact in every JSON client (JavaScript numbers are doubles)
+METADATA_DEPTH = 32
 FORMAT = 1
 
 
@@ -239,7 +241,12 @@ class Archive:
 
     # ------------------------------------------------------------------------------------ the index
     def _load_index(self) -> None:
-        """The saved index when it fits, caught up with the database; else a fresh build."""
+        """The saved index when it fits, caught up with the database; else a fresh build. Reads one
+        consistent snapshot of the database (commits of other processes meanwhile are caught up later)."""
+        with self.store.snapshot():
+            self._load_index_from_snapshot()
+
+    def _load_index_from_snapshot(self) -> None:
         max_seq = self.store.max_seq()
         self._data_version = self.store.data_version()
         saved = load_saved(self.path, self.fingerprint, self.score, max_seq)
@@ -270,8 +277,11 @@ class Archive:
             )
 
     def _rebuild(self) -> None:
-        seqs, vectors = self.store.vectors(live_only=True)
-        self.index.build(seqs, vectors, self.store.max_seq())
+        """The index over every live question, from one consistent snapshot of the database."""
+        with self.store.snapshot():
+            self._data_version = self.store.data_version()
+            seqs, vectors = self.store.vectors(live_only=True)
+            self.index.build(seqs, vectors, self.store.max_seq())
         self.index.save(self.path, self.fingerprint)
 
     def _sync(self) -> None:
@@ -337,12 +347,7 @@ class Archive:
         for i, item in enumerate(metadata):
             if item is not None and not isinstance(item, dict):
                 raise ArchiveError(f"metadata[{i}] must be a JSON object or null", f"metadata[{i}]")
-            try:
-                json.dumps(item)
-            except (TypeError, ValueError) as exc:
-                raise ArchiveError(
-                    f"metadata[{i}] is not JSON-serialisable ({exc})", f"metadata[{i}]"
-                ) from None
+            check_metadata(item, f"metadata[{i}]")
         return [NewRow(i, t, m) for i, t, m in zip(ids, texts, metadata, strict=True)]
 
     def prepare_rows(
@@ -385,42 +390,58 @@ class Archive:
         return self.add_encoded(rows, vectors)
 
     def add_encoded(self, rows: list[NewRow], vectors: np.ndarray, on_commit=None) -> list[int]:
-        """Insert rows (id None: counted on from the largest id) with their embeddings in one transaction
-        (``on_commit(conn)`` runs inside it: e.g. to record ingest progress), then index them. Returns the
-        ids, one per row. Rows whose id is already live with the same text, or repeated with the same text,
-        are skipped; an id given to two different texts raises ``ArchiveError`` (field ``ids[i]``)."""
+        """Insert rows (id None: counted on from the largest id) with their (N, D) embeddings; returns the
+        ids, one per row. See ``add_rows``."""
+        return self.add_rows(rows, vectors, on_commit)[0]
+
+    def add_rows(self, rows: list[NewRow], vectors: np.ndarray, on_commit=None) -> tuple[list[int], int]:
+        """Insert rows with their embeddings in one transaction (``on_commit(conn)`` runs inside it: e.g. to
+        record ingest progress), then index them. Returns (the ids, one per row; how many rows were new).
+        Rows whose id is already live with the same text, or repeated with the same text, are skipped; an id
+        given to two different texts raises ``ArchiveError`` (field ``ids[i]``) and nothing is written."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(rows), self.dim):
+            expected = (len(rows), self.dim)
+            raise ArchiveError(f"vectors must have shape {expected}, got {vectors.shape}", "vectors")
         with self._lock:
-            self._sync()
-            start = self.store.max_id() + 1
-            counted = 0
-            ids = []
-            for row in rows:  # ids counted from the largest one are taken under the lock
-                ids.append(row.id if row.id is not None else start + counted)
-                counted += row.id is None
-            first: dict[int, int] = {}
-            for i, (qid, row) in enumerate(zip(ids, rows, strict=True)):
-                if qid in first and rows[first[qid]].text != row.text:
-                    raise ArchiveError(f"id {qid} is given to two different texts", f"ids[{i}]")
-                first.setdefault(qid, i)
-            known = self.store.live_texts([i for i in first if rows[first[i]].id is not None])
-            keep = []
-            for qid, i in first.items():
-                if qid in known:
-                    if known[qid] != rows[i].text:
-                        raise ArchiveError(
-                            f"id {qid} already names another question ({known[qid][:80]!r})", f"ids[{i}]"
-                        )
-                    continue
-                keep.append(i)
-            fresh = [NewRow(ids[i], rows[i].text, rows[i].metadata) for i in keep]
             with self.store.transaction() as conn:
+                # Inside the write lock: no other process can commit now, so what _sync sees is complete.
+                self._sync()
+                ids, keep = self._resolve_ids(rows)
+                fresh = [NewRow(ids[i], rows[i].text, rows[i].metadata) for i in keep]
                 seqs = self.store.insert(conn, fresh, vectors[keep]) if fresh else []
                 if on_commit is not None:
                     on_commit(conn)
-            self._data_version = self.store.data_version()
             self.index.append(np.asarray(seqs, np.int64), vectors[keep])
             self._maybe_rebuild()
-            return ids
+            return ids, len(fresh)
+
+    def _resolve_ids(self, rows: list[NewRow]) -> tuple[list[int], list[int]]:
+        """(the id of every row, the rows to insert): counted ids start past the largest id; repeats of a
+        (id, text) and ids already live with the same text are left out; other clashes raise."""
+        start = self.store.max_id() + 1
+        if start + len(rows) > MAX_ID:
+            raise ArchiveError(f"no ids left: counted ids would pass {MAX_ID}", "ids")
+        ids, counted = [], 0
+        for row in rows:
+            ids.append(row.id if row.id is not None else start + counted)
+            counted += row.id is None
+        first: dict[int, int] = {}
+        for i, (qid, row) in enumerate(zip(ids, rows, strict=True)):
+            if qid in first and rows[first[qid]].text != row.text:
+                raise ArchiveError(f"id {qid} is given to two different texts", f"ids[{i}]")
+            first.setdefault(qid, i)
+        known = self.store.live_texts([i for i in first if rows[first[i]].id is not None])
+        keep = []
+        for qid, i in first.items():
+            if qid in known:
+                if known[qid] != rows[i].text:
+                    raise ArchiveError(
+                        f"id {qid} already names another question ({known[qid][:80]!r})", f"ids[{i}]"
+                    )
+                continue
+            keep.append(i)
+        return ids, keep
 
     def start_ingest(self, source: str, reserve: int | None) -> tuple[int, int, int, bool]:
         """Where adding the file ``source`` stands (``Store.start_ingest``; used by ``ingest.add_file``)."""
@@ -432,10 +453,9 @@ class Archive:
         ``compact`` frees their space in the index."""
         ids = _check_ids(ids, None)
         with self._lock:
-            self._sync()
             with self.store.transaction() as conn:
+                self._sync()  # inside the write lock (see add_rows)
                 seqs = self.store.mark_removed(conn, ids)
-            self._data_version = self.store.data_version()
             self.index.remove(seqs)
             found = self.store.by_seq(seqs)
             self._maybe_rebuild()
@@ -449,7 +469,6 @@ class Archive:
             freed = self.store.drop_removed_vectors()
             self.store.vacuum()
             self._rebuild()
-            self._data_version = self.store.data_version()
             return {
                 "before": before,
                 "after": self.store.counts(),
@@ -553,7 +572,41 @@ def _check_texts(texts, name: str = "texts") -> list[str]:
             raise ArchiveError(f"{name}[{i}] must be a string, got {type(text).__name__}", f"{name}[{i}]")
         if not text.strip():
             raise ArchiveError(f"{name}[{i}] is empty", f"{name}[{i}]")
+        if not is_unicode(text):
+            raise ArchiveError(f"{name}[{i}] is not valid Unicode (a lone surrogate)", f"{name}[{i}]")
     return list(texts)
+
+
+def is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate (JSON allows "\\ud800"; UTF-8 and tokenizers do not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _depth(value, limit: int) -> int:
+    """Nesting depth of a JSON value, counted up to ``limit + 1``."""
+    if limit < 0 or not isinstance(value, dict | list):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(v, limit - 1) for v in items), default=0)
+
+
+def check_metadata(item, field: str) -> None:
+    """A question's metadata: a JSON object (or None) that serialises to valid UTF-8, nested at most
+    ``METADATA_DEPTH`` deep (what comes back in every answer must serialise again)."""
+    if item is None:
+        return
+    if _depth(item, METADATA_DEPTH) > METADATA_DEPTH:
+        raise ArchiveError(f"{field} is nested more than {METADATA_DEPTH} levels deep", field)
+    try:
+        text = json.dumps(item, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ArchiveError(f"{field} is not JSON-serialisable ({exc})", field) from None
+    if not is_unicode(text):
+        raise ArchiveError(f"{field} is not valid Unicode (a lone surrogate)", field)
 
 
 def _check_ids(ids, n: int | None) -> list[int]:
@@ -561,8 +614,8 @@ def _check_ids(ids, n: int | None) -> list[int]:
         raise ArchiveError("ids must be a list of integers", "ids")
     out = []
     for i, value in enumerate(ids):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value < 2**63:
-            raise ArchiveError(f"ids[{i}] must be a non-negative integer, got {value!r}", f"ids[{i}]")
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value <= MAX_ID:
+            raise ArchiveError(f"ids[{i}] must be an integer in 0..{MAX_ID}, got {value!r}", f"ids[{i}]")
         out.append(int(value))
     if n is not None and len(out) != n:
         raise ArchiveError(f"ids has {len(out)} entries for {n} texts", "ids")

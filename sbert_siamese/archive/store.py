@@ -117,6 +117,19 @@ class Store:
             raise
         self.conn.execute("COMMIT")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: every read inside sees the database as of its first read (WAL), or joins
+        the write transaction already open."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
     def data_version(self) -> int:
         """Changes when another connection (another process) commits: the cue to catch up."""
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])

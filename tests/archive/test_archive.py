@@ -232,3 +232,55 @@ def test_a_faiss_index_is_saved_at_close_and_caught_up_after_a_crash(model_dir, 
         }
         assert [m.id for m in again.query([QUESTIONS[9]], top_k=1)[0]] == [9]
     crashed.store.close()
+
+
+@pytest.mark.parametrize("kind", ["auto", "hnsw"])
+def test_a_commit_of_another_process_just_before_ours_is_not_lost(model_dir, tmp_path, kind):
+    """Another process commits between our last look and our write: our write must catch up first (it
+    used to take a seq above theirs and never look back)."""
+    with Archive.create(tmp_path / "qa", model_dir, index=kind) as a, Archive.open(tmp_path / "qa") as b:
+        a.add(QUESTIONS[:2])
+        a.query(["warm"], top_k=1)  # a has looked at the database
+        begin = a.store.transaction
+
+        def other_process_commits_first():
+            a.store.transaction = begin
+            b.add(["written by the other process"], ids=[50])
+            b.remove([1])
+            return begin()
+
+        a.store.transaction = other_process_commits_first
+        a.add(["written by us"], ids=[60])
+        assert len(a.index) == len(a) == 3
+        assert [m.id for m in a.query(["written by the other process"], top_k=1)[0]] == [50]
+        assert 1 not in [m.id for m in a.query([QUESTIONS[1]], top_k=3)[0]]
+
+
+def test_vectors_of_the_wrong_shape_are_refused_before_anything_is_written(archive):
+    with pytest.raises(ArchiveError, match="shape") as err:
+        archive.add(["a text"], vectors=np.zeros((1, 5), np.float32))
+    assert err.value.field == "vectors" and len(archive) == len(QUESTIONS)
+
+
+@pytest.mark.parametrize(
+    "texts, ids, metadata, field",
+    [
+        (["lone \ud800 surrogate"], None, None, "texts[0]"),
+        (["a"], None, [{"\udc00": 1}], "metadata[0]"),
+        (["a"], None, [{"k": float("nan")}], "metadata[0]"),
+        (["a"], [2**53], None, "ids[0]"),
+    ],
+)
+def test_what_could_not_be_served_back_is_refused(archive, texts, ids, metadata, field):
+    with pytest.raises(ArchiveError) as err:
+        archive.add(texts, ids=ids, metadata=metadata)
+    assert err.value.field == field and len(archive) == len(QUESTIONS)
+
+
+def test_deep_metadata_is_refused(archive):
+    deep = {}
+    for _ in range(40):
+        deep = {"k": deep}
+    with pytest.raises(ArchiveError, match="nested") as err:
+        archive.add(["a"], metadata=[deep])
+    assert err.value.field == "metadata[0]"
