@@ -196,11 +196,22 @@ class Batcher:
             vectors.append(job.vectors["texts"])
         if not accepted:
             return
-        ids = self.archive.add_encoded(rows, np.concatenate(vectors))
+        try:
+            ids = self.archive.add_encoded(rows, np.concatenate(vectors))
+        except ArchiveError:  # two jobs clash (a counted id one of them asked for): each on its own
+            for job, _ in accepted:
+                self._guard(job, self._add_alone)
+            return
         start = 0
         for job, n in accepted:
             job.result = ids[start : start + n]
             start += n
+
+    def _add_alone(self, job: Job) -> None:
+        rows = self.archive.prepare_rows(
+            job.payload["texts"], job.payload.get("ids"), job.payload.get("metadata")
+        )
+        job.result = self.archive.add_encoded(rows, job.vectors["texts"])
 
 
 __all__ = ["Batcher", "Job", "NewRow"]

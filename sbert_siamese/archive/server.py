@@ -11,7 +11,6 @@ No endpoint takes a path, so no request can make the server read or write a file
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
@@ -28,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
 from ..errors import ArchiveError, UnknownIdError
+from .archive import MAX_ID, check_metadata, is_unicode
 from .batcher import Batcher
 from .metrics import Metrics
 
@@ -142,6 +142,8 @@ def _check_texts(texts: list[str], limits: Limits, name: str = "texts") -> None:
             raise ApiError(422, f"{name}[{i}]", "must not be empty")
         if len(text) > limits.max_text_chars:
             raise ApiError(413, f"{name}[{i}]", f"{len(text)} characters; at most {limits.max_text_chars}")
+        if not is_unicode(text):
+            raise ApiError(422, f"{name}[{i}]", "not valid Unicode (a lone surrogate)")
 
 
 def _field(loc) -> str:
@@ -156,7 +158,9 @@ def _field(loc) -> str:
 class _Guard:
     """Pure ASGI middleware: body size limit, API key, request metrics (cheaper than BaseHTTPMiddleware)."""
 
-    OPEN = ("/health", "/")  # no key needed: liveness, and the page (it holds no data; it asks for the key)
+    # No key needed: liveness, the page and the API's documentation (they hold no data; the page and /docs
+    # ask for the key: the OpenAPI schema declares the bearer scheme, so /docs has an "Authorize" button).
+    OPEN = ("/health", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json")
 
     def __init__(self, app, limits: Limits, api_key: str | None, metrics: Metrics):
         self.app, self.limits, self.metrics = app, limits, metrics
@@ -251,6 +255,23 @@ def _page() -> str:
         return "<!doctype html><title>sbert-siamese</title><p>The page is missing from this install.</p>"
 
 
+def _declare_bearer(app: FastAPI) -> None:
+    """Add the bearer-token scheme to the OpenAPI schema (every operation needs it), for /docs' Authorize."""
+    build = app.openapi
+
+    def openapi():
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "the server's API key"}
+            }
+            schema["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
 def create_app(archive, limits: Limits | None = None, api_key: str | None = None) -> FastAPI:
     """The FastAPI app serving ``archive``; the batching worker starts and stops with the app."""
     limits = limits or Limits()
@@ -269,7 +290,10 @@ def create_app(archive, limits: Limits | None = None, api_key: str | None = None
         version=__version__,
         description="Is this new question a duplicate of an archived one? Search, add, remove, compare.",
         lifespan=lifespan,
+        redirect_slashes=False,  # /duplicates/ is a 404 in our error shape, not a 307 without a body
     )
+    if api_key:
+        _declare_bearer(app)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -341,22 +365,23 @@ def create_app(archive, limits: Limits | None = None, api_key: str | None = None
             if len(body.ids) != len(body.texts):
                 raise ApiError(422, "ids", f"{len(body.ids)} ids for {len(body.texts)} texts")
             for i, question_id in enumerate(body.ids):
-                if not 0 <= question_id < 2**63:
-                    raise ApiError(
-                        422, f"ids[{i}]", f"must be a non-negative 64-bit integer, got {question_id}"
-                    )
+                if not 0 <= question_id <= MAX_ID:
+                    raise ApiError(422, f"ids[{i}]", f"must be an integer in 0..{MAX_ID}, got {question_id}")
             if len(set(body.ids)) != len(body.ids):
                 raise ApiError(422, "ids", "ids repeat within the request")
         if body.metadata is not None and len(body.metadata) != len(body.texts):
             raise ApiError(422, "metadata", f"{len(body.metadata)} entries for {len(body.texts)} texts")
-        if body.metadata is not None and len(json.dumps(body.metadata)) > limits.max_body_bytes:
-            raise ApiError(413, "metadata", "metadata too large")
+        for i, item in enumerate(body.metadata or []):
+            try:
+                check_metadata(item, f"metadata[{i}]")
+            except ArchiveError as exc:
+                raise ApiError(422, exc.field, str(exc)) from None
         ids = await batcher.submit("add", body.model_dump(), len(body.texts))
         return {"ids": ids}
 
     def _check_id(question_id: int) -> None:
-        if not 0 <= question_id < 2**63:
-            raise ApiError(422, "id", f"must be a non-negative 64-bit integer, got {question_id}")
+        if not 0 <= question_id <= MAX_ID:
+            raise ApiError(422, "id", f"must be an integer in 0..{MAX_ID}, got {question_id}")
 
     @app.get("/questions/{question_id}", response_model=Question)
     async def get_question(question_id: int):

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -180,6 +181,18 @@ LONG = "word " * 500  # 2500 characters, over the 2000 default
         ("GET", "/questions/..%2F..%2Fetc%2Fpasswd", None, 404, "path"),
         ("GET", "/etc/passwd", None, 404, "path"),
         ("PUT", "/questions/1", b"{}", 405, "method"),
+        ("POST", "/duplicates/", b'{"texts": ["a"]}', 404, "path"),
+        ("POST", "/duplicates", b'{"texts": ["lone \\ud800 surrogate"]}', 422, "texts[0]"),
+        ("POST", "/questions", b'{"texts": ["a"], "metadata": [{"\\udc00": 1}]}', 422, "metadata[0]"),
+        (
+            "POST",
+            "/questions",
+            b'{"texts": ["a"], "metadata": [' + b'{"k": ' * 40 + b"1" + b"}" * 40 + b"]}",
+            422,
+            "metadata[0]",
+        ),
+        ("POST", "/questions", b'{"texts": ["a"], "ids": [9007199254740992]}', 422, "ids[0]"),
+        ("GET", "/questions/9007199254740992", None, 422, "id"),
     ],
 )
 def test_bad_requests_get_a_4xx_naming_the_field_and_write_nothing(
@@ -219,8 +232,11 @@ def test_api_key(model_dir, tmp_path):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-key"}):
             status, body = server.request("POST", "/duplicates", query, headers=headers)
             assert (status, body["error"]["field"]) == (401, "authorization")
-        for path in ("/metrics", "/questions/0", "/openapi.json"):
+        for path in ("/metrics", "/questions/0"):
             assert server.request("GET", path)[0] == 401
+        status, spec = server.request("GET", "/openapi.json")  # the docs hold no data; they take the key
+        assert status == 200 and spec["security"] == [{"bearer": []}]
+        assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
         ok = {"Authorization": "Bearer s3cret-key"}
         assert server.request("POST", "/duplicates", query, headers=ok)[0] == 200
         assert server.request("POST", "/questions", {"texts": ["x"]})[0] == 401
@@ -306,6 +322,33 @@ def test_concurrent_requests_are_encoded_together(model_dir, tmp_path):
         assert requests == 12 and batches < 12  # fewer model calls than requests
     finally:
         server.stop()
+
+
+def test_an_id_clash_inside_a_batch_fails_only_its_own_request(model_dir, tmp_path):
+    """Three adds batched together: one without ids (it gets the next id), one asking for that same id with
+    another text, one with a free id. Only the second is refused."""
+    archive = make_archive(tmp_path / "qa", model_dir)
+    with running(archive, "--batch-wait-ms", "400") as server:
+        bodies = [{"texts": ["first, counted id"]}, {"texts": ["second, same id"], "ids": [len(QUESTIONS)]},
+                  {"texts": ["third, free id"], "ids": [900]}]  # fmt: skip
+        answers = [None] * 3
+
+        def add(i):
+            time.sleep(0.05 * i)  # in this order, inside one batch window
+            answers[i] = server.request("POST", "/questions", bodies[i])
+
+        threads = [threading.Thread(target=add, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert answers[0] == (201, {"ids": [len(QUESTIONS)]})
+        assert answers[1][0] == 409 and answers[1][1]["error"]["field"] == "ids[0]"
+        assert answers[2] == (201, {"ids": [900]})
+        assert _metric(server, "sbert_siamese_batch_requests_count") < _metric(
+            server, "sbert_siamese_batch_requests_sum"
+        )  # they were batched
+        assert size(server) == len(QUESTIONS) + 2
 
 
 # ---------------------------------------------------------------------------------------- reliability
