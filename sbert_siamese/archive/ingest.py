@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..data.rows import BadRows, _policy
 from ..errors import ArchiveError, ConfigError, DataError
+from .archive import MAX_ID
 from .store import NewRow
 
 logger = logging.getLogger(__name__)
@@ -69,9 +70,10 @@ def fingerprint_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), lines
 
 
-def _decoded_lines(path: Path, bad_rows: BadRows) -> Iterator[tuple[int, str]]:
+def _decoded_lines(path: Path, bad_rows: BadRows, placeholder: bool = False) -> Iterator[tuple[int, str]]:
     """(line number, text without its line end), decoding line by line so errors name the line; a line
-    that is not UTF-8 goes to ``bad_rows`` (raised, or skipped and counted)."""
+    that is not UTF-8 goes to ``bad_rows`` (raised, or skipped and counted; with ``placeholder`` an empty
+    line stands in for it, so that the csv reader's line numbers stay the file's)."""
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, start=1):
             try:
@@ -79,6 +81,8 @@ def _decoded_lines(path: Path, bad_rows: BadRows) -> Iterator[tuple[int, str]]:
             except UnicodeDecodeError as exc:
                 problem = f"invalid UTF-8 byte {raw[exc.start]:#04x} (expected UTF-8 text)"
                 bad_rows.handle(DataError(problem, str(path), line_no, "invalid_utf8"))
+                if placeholder:
+                    yield line_no, ""
                 continue
             yield line_no, line.removesuffix("\n").removesuffix("\r")
 
@@ -102,11 +106,11 @@ def _text_and_id(
             f"no id column {id_column!r}; found columns {sorted(map(str, row))}", path, line, "missing_column"
         )
     value = row[id_column]
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdecimal():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
         raise DataError(
-            f"id column {id_column!r} must hold a non-negative integer, found {value!r:.60}",
+            f"id column {id_column!r} must hold an integer in 0..{MAX_ID}, found {value!r:.60}",
             path,
             line,
             "bad_id",
@@ -174,7 +178,7 @@ def _jsonl_records(path: Path, bad_rows: BadRows) -> Iterator[tuple[int, dict]]:
 
 
 def _table_records(path: Path, delimiter: str, bad_rows: BadRows) -> Iterator[tuple[int, dict]]:
-    lines = (line + "\n" for _, line in _decoded_lines(path, bad_rows))
+    lines = (line + "\n" for _, line in _decoded_lines(path, bad_rows, placeholder=True))
     reader = csv.reader(
         lines, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
     )
@@ -239,6 +243,15 @@ def _parquet_rows(path: Path, column: str, id_column: str | None, bad_rows: BadR
             yield row_no, text, question_id
 
 
+def _parquet_rows_count(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise DataError(f"cannot read parquet ({exc})", str(path), reason="unreadable_file") from None
+
+
 def add_file(
     archive,
     path: str | Path,
@@ -256,6 +269,8 @@ def add_file(
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
     bad_rows = _policy(bad_rows)
     digest, line_count = fingerprint_file(path)
+    if path.suffix.lower() == ".parquet":  # newline bytes mean nothing in a binary file
+        line_count = _parquet_rows_count(path)
     source = json.dumps({"sha256": digest, "column": column, "id_column": id_column})
     store = archive.store
     reserve = None if id_column is not None else line_count + 1  # ids offset + line, for every line
@@ -284,19 +299,17 @@ def add_file(
             else np.zeros((0, archive.dim), np.float32)
         )
         end = chunk[-1][0] if chunk else last_line
-        size_before = archive.store.count()
 
         def record(conn):
             store.save_ingest(conn, source, offset, end, committed + len(rows), final)
 
         try:
-            ids = archive.add_encoded(rows, vectors, on_commit=record) if rows else []
+            ids, added = archive.add_rows(rows, vectors, on_commit=record) if rows else ([], 0)
         except ArchiveError as exc:
             raise _with_line(exc, chunk, path) from None
         if not rows:
             with store.transaction() as conn:
                 record(conn)
-        added = archive.store.count() - size_before
         committed += len(rows)
         report.added += added
         report.skipped += len(rows) - added

@@ -163,7 +163,7 @@ def test_an_id_repeated_in_the_file_names_the_line(empty, tmp_path):
         ("q.txt", "ok\n\nok too\n", "text", None, 2, "blank line"),
         ("q.txt", b"ok\n\xff bad\n", "text", None, 2, "invalid UTF-8"),
         ("q.csv", 'text\nok\n"unbalanced\n', "text", None, None, None),
-        ("q.csv", "id,text\nx,ok\n", "text", "id", 2, "non-negative integer"),
+        ("q.csv", "id,text\nx,ok\n", "text", "id", 2, "an integer in 0"),
         ("q.csv", "a,b\n1,2\n", "text", None, 2, "no column 'text'"),
         ("q.jsonl", '{"text": "ok"}\nnot json\n', "text", None, 2, "invalid JSON"),
         ("q.jsonl", '{"text": 3}\n', "text", None, 1, "must be a string"),
@@ -192,3 +192,49 @@ def test_unsupported_inputs(tmp_path):
     (tmp_path / "q.txt").write_text("a\n")
     with pytest.raises(ConfigError, match="has no columns"):
         list(iter_rows(tmp_path / "q.txt", id_column="id"))
+
+
+def test_a_parquet_file_reserves_its_rows_ids(model_dir, empty, tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "q.parquet"
+    pq.write_table(pa.table({"text": [f"parquet question {i}" for i in range(30)]}), path)
+    real_encode = empty.encode
+    calls = {"n": 0}
+
+    def failing_encode(texts, side="a"):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_encode(texts, side)
+
+    monkeypatch.setattr(empty, "encode", failing_encode)
+    with pytest.raises(KeyboardInterrupt):
+        add_file(empty, path, chunk_size=10)
+    monkeypatch.setattr(empty, "encode", real_encode)
+    (other,) = empty.add(["added meanwhile"])
+    assert other > 30  # past the 30 rows the file reserved
+    report = add_file(empty, path, chunk_size=10)
+    assert (report.added, report.rows) == (20, 30)
+    assert texts_by_id(empty)[29] == "parquet question 29"
+
+
+def test_ids_that_only_look_like_numbers_name_the_line(tmp_path):
+    path = tmp_path / "q.csv"
+    path.write_text("id,text\n1,ok\n\u00b2,superscript two\n99999999999999999999,too big\n", encoding="utf-8")
+    with pytest.raises(DataError, match="an integer in 0") as err:
+        list(iter_rows(path, "text", "id"))
+    assert err.value.line == 3
+    skipped = BadRows("skip")
+    assert [r[2] for r in iter_rows(path, "text", "id", skipped)] == [1]
+    assert skipped.total == 2
+
+
+def test_csv_line_numbers_survive_a_skipped_non_utf8_line(tmp_path):
+    path = tmp_path / "q.csv"
+    path.write_bytes(b"n,text\n1,fine\n2,\xff bad bytes\n3,also fine\n4,\n")
+    skipped = BadRows("skip")
+    rows = list(iter_rows(path, "text", None, skipped))
+    assert [(line, text) for line, text, _ in rows] == [(2, "fine"), (4, "also fine")]
+    assert [e.split(": ")[0] for e in skipped.examples] == [f"{path}:3", f"{path}:5"]

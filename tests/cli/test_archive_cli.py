@@ -66,7 +66,7 @@ def test_add_with_an_id_column_and_errors_name_the_line(model_dir, tmp_path, cap
     table.write_text("qid,question\n10,how to cook rice\nten,why is the sky blue\n", encoding="utf-8")
     status, _, err = run(capsys, "archive", "add", archive, "--input", table, "--column", "question",
                          "--id-column", "qid", "-q")  # fmt: skip
-    assert status == 2 and f"{table}:3:" in err and "non-negative integer" in err
+    assert status == 2 and f"{table}:3:" in err and "an integer in 0" in err
     status, (report,), _ = run(capsys, "archive", "add", archive, "--input", table, "--column", "question",
                                "--id-column", "qid", "--on-bad-rows", "skip", "-q")  # fmt: skip
     assert status == 0 and (report["added"], report["bad_rows"], report["first_id"]) == (1, 1, 10)
