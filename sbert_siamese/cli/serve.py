@@ -37,7 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--api-key-env",
         metavar="VAR",
-        help="require 'Authorization: Bearer <key>' on every endpoint but /health and the page, "
+        help="require 'Authorization: Bearer <key>' on every endpoint but /health, the page and the docs, "
         "the key read from this environment variable",
     )
     p.add_argument(
