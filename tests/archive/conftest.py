@@ -41,6 +41,9 @@ def model_dir(tiny_bert_source, tmp_path_factory) -> Path:
     return target
 
 
+SERVE = [sys.executable, "-m", "sbert_siamese", "serve"]  # as a user starts it
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -53,19 +56,7 @@ class Server:
     def __init__(self, archive: Path, *extra: str, env: dict | None = None):
         self.port = free_port()
         self.log = archive.parent / f"serve-{self.port}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "sbert_siamese",
-            "serve",
-            "--archive",
-            str(archive),
-            "--port",
-            str(self.port),
-            "--threads",
-            "1",
-            *extra,
-        ]
+        command = [*SERVE, "--archive", str(archive), "--port", str(self.port), "--threads", "1", *extra]
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
-import sys
 import threading
 import time
 
@@ -17,7 +16,7 @@ import pytest
 from sbert_siamese.archive import Archive
 from sbert_siamese.models.siamese import SiameseModel
 
-from .conftest import QUESTIONS, Server, make_archive, running
+from .conftest import QUESTIONS, SERVE, Server, make_archive, running
 
 
 @pytest.fixture(scope="module")
@@ -257,22 +256,8 @@ def test_an_archive_is_refused_with_another_model(model_dir, tmp_path):
 
     archive = make_archive(tmp_path / "qa", model_dir, questions=QUESTIONS[:2])
     other = build_tiny_bert(tmp_path / "other", hidden_size=40)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sbert_siamese",
-            "serve",
-            "--archive",
-            str(archive),
-            "--model",
-            str(other),
-            "--port",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    command = [*SERVE, "--archive", str(archive), "--model", str(other), "--port", "1"]
+    result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 2
     assert "fingerprint" in result.stderr and str(archive) in result.stderr
 
