@@ -66,6 +66,10 @@ class ArchiveError(SbertSiameseError, ValueError):
         super().__init__(message)
 
 
+class IdConflictError(ArchiveError):
+    """An id already names another question (in the archive, or earlier in the same write); HTTP 409."""
+
+
 class UnknownIdError(ArchiveError, LookupError):
     """No (live) question in the archive has this id."""
 

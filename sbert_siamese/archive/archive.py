@@ -30,7 +30,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,54 +37,20 @@ import torch
 
 from .._version import __version__
 from ..backends.onnx import check_backend
-from ..errors import ArchiveError, ConfigError, UnknownIdError
+from ..errors import ArchiveError, ConfigError, IdConflictError, UnknownIdError
 from ..io.safe_io import atomic_write_text
 from ..io.streaming import weights_fingerprint
-from ..models.scoring import DISTANCES, pairwise_similarities
 from ..models.threshold import Threshold
 from ..search.index import KINDS, _check_kind
+from .checks import MAX_ID, check_ids, check_rows, check_texts
+from .decisions import Judgement, Match, judge
 from .store import DATABASE, NewRow, Question, Store
 from .vectors import FAISS_KINDS, VectorIndex, load_saved
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "archive.json"
-MAX_ID = 2**53 - 1  # ids stay exact in every JSON client (JavaScript numbers are doubles)
-METADATA_DEPTH = 32
 FORMAT = 1
-
-
-@dataclass
-class Match:
-    """One archived question found for a query."""
-
-    id: int
-    text: str
-    score: float  # similarity of the embeddings (cosine unless the threshold is on dot products)
-    duplicate: bool | None  # under the calibrated threshold; None when the archive has none
-    probability: float | None = None  # P(same) from a 2-class head
-    probabilities: dict | None = None  # class -> probability, for a head of more than 2 classes
-    metadata: dict | None = None
-
-    def to_dict(self) -> dict:
-        out = {"id": self.id, "text": self.text, "score": round(self.score, 6), "duplicate": self.duplicate}
-        if self.probability is not None:
-            out["probability"] = round(self.probability, 6)
-        if self.probabilities is not None:
-            out["probabilities"] = {k: round(v, 6) for k, v in self.probabilities.items()}
-        if self.metadata is not None:
-            out["metadata"] = self.metadata
-        return out
-
-
-@dataclass
-class Judgement:
-    """Scores and decisions for pairs of embeddings (the query side first)."""
-
-    scores: np.ndarray
-    duplicate: list
-    probability: np.ndarray | None = None
-    probabilities: list = field(default_factory=list)
 
 
 def _model_reference(model, allow_pickle: bool = False) -> tuple[str, object]:
@@ -247,24 +212,16 @@ class Archive:
             self._load_index_from_snapshot()
 
     def _load_index_from_snapshot(self) -> None:
-        max_seq = self.store.max_seq()
         self._data_version = self.store.data_version()
-        saved = load_saved(self.path, self.fingerprint, self.score, max_seq)
-        if saved is None:
+        saved = load_saved(self.path, self.fingerprint, self.score, self.store.max_seq())
+        if saved is None or saved[2] is None:  # exact / clustered are not kept: built from the vectors
             self._rebuild()
             return
         info, seqs, base = saved
         upto = int(info["upto_seq"])
-        if base is None:  # exact / clustered: rebuilt from the stored vectors of its rows
-            live_seqs, vectors = self.store.vectors(live_only=True)
-            keep = live_seqs <= upto
-            self.index.build(live_seqs[keep], vectors[keep] if vectors is not None else None, upto)
-            if self.index.built_kind in FAISS_KINDS:  # the kind changed (auto, another version): keep it
-                self.index.save(self.path, self.fingerprint)
-        else:
-            self.index.build(seqs, None, upto, base=base)
-            self.index.saved_rows = len(seqs)
-            self.index.remove(self.store.removed_seqs(upto))
+        self.index.build(seqs, None, upto, base=base)
+        self.index.saved_rows = len(seqs)
+        self.index.remove(self.store.removed_seqs(upto))
         self._catch_up(upto)
 
     def _catch_up(self, after_seq: int) -> None:
@@ -308,55 +265,17 @@ class Archive:
 
     def judge(self, u: np.ndarray, v: np.ndarray) -> Judgement:
         """Scores, decisions and head probabilities for paired rows of query (u) and archived (v)
-        embeddings."""
-        similarities = pairwise_similarities(u, v) if len(u) else {}
-        scores = similarities.get(self.score, np.zeros(0))
-        out = Judgement(scores=scores, duplicate=[None] * len(u))
-        if self.model.head is not None and len(u):
-            probs = self.model.head_probabilities(torch.from_numpy(u), torch.from_numpy(v)).numpy()
-            if probs.shape[1] == 2:
-                out.probability = probs[:, 1]
-            else:
-                names = self.model.label_names or [str(i) for i in range(probs.shape[1])]
-                out.probabilities = [dict(zip(names, map(float, row), strict=True)) for row in probs]
-        rule = self.threshold
-        if rule is not None and len(u):
-            if rule.score == "head":
-                if out.probability is None:
-                    raise ArchiveError(
-                        "the threshold is on the head's P(same), but the model has no 2-class head"
-                    )
-                values = out.probability
-            else:
-                values = similarities[rule.score]
-                values = -values if rule.score in DISTANCES else values
-            out.duplicate = [bool(d) for d in rule.decide(values)]
-        return out
+        embeddings (``decisions.judge`` with this archive's model, threshold and score)."""
+        return judge(self.model, self.threshold, self.score, u, v)
 
     # ------------------------------------------------------------------------------------ writes
-    def _new_rows(self, texts, ids, metadata) -> list[NewRow]:
-        texts = _check_texts(texts)
-        if ids is None:
-            ids = [None] * len(texts)  # counted on from the largest id when committed
-        else:
-            ids = _check_ids(ids, len(texts))
-        if metadata is None:
-            metadata = [None] * len(texts)
-        elif not isinstance(metadata, list | tuple) or len(metadata) != len(texts):
-            raise ArchiveError(f"metadata must be a list of {len(texts)} objects (one per text)", "metadata")
-        for i, item in enumerate(metadata):
-            if item is not None and not isinstance(item, dict):
-                raise ArchiveError(f"metadata[{i}] must be a JSON object or null", f"metadata[{i}]")
-            check_metadata(item, f"metadata[{i}]")
-        return [NewRow(i, t, m) for i, t, m in zip(ids, texts, metadata, strict=True)]
-
     def prepare_rows(
         self, texts, ids=None, metadata=None, claimed: dict[int, str] | None = None
     ) -> list[NewRow]:
         """Checked rows for ``add_encoded``: an id that already names another question (live in the
         archive, or in ``claimed``: id -> text of rows prepared earlier for the same commit) raises
         ``ArchiveError`` naming ``ids[i]``; nothing is written. ``claimed`` is updated."""
-        rows = self._new_rows(texts, ids, metadata)
+        rows = check_rows(texts, ids, metadata)
         given = [r.id for r in rows if r.id is not None]
         with self._lock:
             known = self.store.live_texts(given) if given else {}
@@ -366,7 +285,7 @@ class Archive:
                 continue
             other = known.get(row.id, claimed.get(row.id, row.text))
             if other != row.text:
-                raise ArchiveError(
+                raise IdConflictError(
                     f"id {row.id} already names another question ({other[:80]!r}); remove it first or use "
                     "another id",
                     f"ids[{i}]",
@@ -429,14 +348,14 @@ class Archive:
         first: dict[int, int] = {}
         for i, (qid, row) in enumerate(zip(ids, rows, strict=True)):
             if qid in first and rows[first[qid]].text != row.text:
-                raise ArchiveError(f"id {qid} is given to two different texts", f"ids[{i}]")
+                raise IdConflictError(f"id {qid} is given to two different texts", f"ids[{i}]")
             first.setdefault(qid, i)
         known = self.store.live_texts([i for i in first if rows[first[i]].id is not None])
         keep = []
         for qid, i in first.items():
             if qid in known:
                 if known[qid] != rows[i].text:
-                    raise ArchiveError(
+                    raise IdConflictError(
                         f"id {qid} already names another question ({known[qid][:80]!r})", f"ids[{i}]"
                     )
                 continue
@@ -451,7 +370,7 @@ class Archive:
     def remove(self, ids: Sequence[int]) -> list[int]:
         """Remove questions by id; returns the ids that were present. They never come back in results;
         ``compact`` frees their space in the index."""
-        ids = _check_ids(ids, None)
+        ids = check_ids(ids, None)
         with self._lock:
             with self.store.transaction() as conn:
                 self._sync()  # inside the write lock (see add_rows)
@@ -483,7 +402,7 @@ class Archive:
 
     def get(self, question_id: int) -> Question:
         """The live question with this id; ``UnknownIdError`` when there is none."""
-        (question_id,) = _check_ids([question_id], None)
+        (question_id,) = check_ids([question_id], None)
         with self._lock:
             found = self.store.get(question_id)
         if found is None:
@@ -494,7 +413,7 @@ class Archive:
         self, texts: Sequence[str], top_k: int = 10, vectors: np.ndarray | None = None
     ) -> list[list[Match]]:
         """For each text, its ``top_k`` nearest archived questions, best first, with scores and decisions."""
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ArchiveError(f"top_k must be a positive integer, got {top_k!r}", "top_k")
         if vectors is None:
@@ -502,8 +421,8 @@ class Archive:
         with self._lock:
             self._sync()
             _, seqs = self.index.search(vectors, top_k)
-            need_vectors = True  # the scores and decisions are computed on the stored embeddings
-            rows = self.store.by_seq(seqs[seqs >= 0].tolist(), vectors=need_vectors)
+            # scores and decisions are computed on the stored embeddings, as /similarity computes them
+            rows = self.store.by_seq(seqs[seqs >= 0].tolist(), vectors=True)
         return self._matches(vectors, seqs, rows)
 
     def _matches(self, queries: np.ndarray, seqs: np.ndarray, rows: dict) -> list[list[Match]]:
@@ -533,7 +452,7 @@ class Archive:
 
     def similarity(self, texts_a: Sequence[str], texts_b: Sequence[str]) -> Judgement:
         """Scores and decisions for pairs (texts_a[i], texts_b[i]), as ``query`` would give them."""
-        texts_a, texts_b = _check_texts(texts_a, "texts_a"), _check_texts(texts_b, "texts_b")
+        texts_a, texts_b = check_texts(texts_a, "texts_a"), check_texts(texts_b, "texts_b")
         if len(texts_a) != len(texts_b):
             raise ArchiveError(f"texts_a and texts_b differ in length: {len(texts_a)} vs {len(texts_b)}")
         return self.judge(self.encode(texts_a, "a"), self.encode(texts_b, "b"))
@@ -560,68 +479,6 @@ class Archive:
                 "largest_id": self.store.max_id(),
                 "database_bytes": (self.path / DATABASE).stat().st_size,
             }
-
-
-def _check_texts(texts, name: str = "texts") -> list[str]:
-    if isinstance(texts, str):
-        raise ArchiveError(f"{name} must be a list of strings; wrap a single text in a list", name)
-    if not isinstance(texts, Sequence) or not texts:
-        raise ArchiveError(f"{name} must be a non-empty list of strings", name)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise ArchiveError(f"{name}[{i}] must be a string, got {type(text).__name__}", f"{name}[{i}]")
-        if not text.strip():
-            raise ArchiveError(f"{name}[{i}] is empty", f"{name}[{i}]")
-        if not is_unicode(text):
-            raise ArchiveError(f"{name}[{i}] is not valid Unicode (a lone surrogate)", f"{name}[{i}]")
-    return list(texts)
-
-
-def is_unicode(text: str) -> bool:
-    """False for a string holding a lone surrogate (JSON allows "\\ud800"; UTF-8 and tokenizers do not)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _depth(value, limit: int) -> int:
-    """Nesting depth of a JSON value, counted up to ``limit + 1``."""
-    if limit < 0 or not isinstance(value, dict | list):
-        return 0
-    items = value.values() if isinstance(value, dict) else value
-    return 1 + max((_depth(v, limit - 1) for v in items), default=0)
-
-
-def check_metadata(item, field: str) -> None:
-    """A question's metadata: a JSON object (or None) that serialises to valid UTF-8, nested at most
-    ``METADATA_DEPTH`` deep (what comes back in every answer must serialise again)."""
-    if item is None:
-        return
-    if _depth(item, METADATA_DEPTH) > METADATA_DEPTH:
-        raise ArchiveError(f"{field} is nested more than {METADATA_DEPTH} levels deep", field)
-    try:
-        text = json.dumps(item, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ArchiveError(f"{field} is not JSON-serialisable ({exc})", field) from None
-    if not is_unicode(text):
-        raise ArchiveError(f"{field} is not valid Unicode (a lone surrogate)", field)
-
-
-def _check_ids(ids, n: int | None) -> list[int]:
-    if isinstance(ids, str | bytes) or not isinstance(ids, Sequence | np.ndarray):
-        raise ArchiveError("ids must be a list of integers", "ids")
-    out = []
-    for i, value in enumerate(ids):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value <= MAX_ID:
-            raise ArchiveError(f"ids[{i}] must be an integer in 0..{MAX_ID}, got {value!r}", f"ids[{i}]")
-        out.append(int(value))
-    if n is not None and len(out) != n:
-        raise ArchiveError(f"ids has {len(out)} entries for {n} texts", "ids")
-    if len(set(out)) != len(out):
-        raise ArchiveError("ids repeat within the request", "ids")
-    return out
 
 
 __all__ = ["Archive", "Match", "Judgement", "KINDS", "model_fingerprint"]

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..data.rows import BadRows, _policy
 from ..errors import ArchiveError, ConfigError, DataError
-from .archive import MAX_ID
+from .checks import MAX_ID
 from .store import NewRow
 
 logger = logging.getLogger(__name__)

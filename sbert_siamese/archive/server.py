@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -26,9 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
-from ..errors import ArchiveError, UnknownIdError
-from .archive import MAX_ID, check_metadata, is_unicode
+from ..errors import ArchiveError, IdConflictError, UnknownIdError
 from .batcher import Batcher
+from .checks import MAX_ID, check_rows, check_texts
 from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -133,17 +134,18 @@ class EncodeResponse(BaseModel):
 
 # ---------------------------------------------------------------------------------------- checks
 def _check_texts(texts: list[str], limits: Limits, name: str = "texts") -> None:
-    if not texts:
-        raise ApiError(422, name, "must hold at least one text")
+    """The request limits (413), then what every archive input must be (``checks``: 422)."""
     if len(texts) > limits.max_texts:
         raise ApiError(413, name, f"{len(texts)} texts; at most {limits.max_texts} per request")
     for i, text in enumerate(texts):
-        if not text.strip():
-            raise ApiError(422, f"{name}[{i}]", "must not be empty")
         if len(text) > limits.max_text_chars:
             raise ApiError(413, f"{name}[{i}]", f"{len(text)} characters; at most {limits.max_text_chars}")
-        if not is_unicode(text):
-            raise ApiError(422, f"{name}[{i}]", "not valid Unicode (a lone surrogate)")
+    check_texts(texts, name)
+
+
+def _check_id(question_id: int) -> None:
+    if not 0 <= question_id <= MAX_ID:
+        raise ApiError(422, "id", f"must be an integer in 0..{MAX_ID}, got {question_id}")
 
 
 def _field(loc) -> str:
@@ -272,28 +274,8 @@ def _declare_bearer(app: FastAPI) -> None:
     app.openapi = openapi
 
 
-def create_app(archive, limits: Limits | None = None, api_key: str | None = None) -> FastAPI:
-    """The FastAPI app serving ``archive``; the batching worker starts and stops with the app."""
-    limits = limits or Limits()
-    metrics = Metrics(archive)
-    batcher = Batcher(archive, limits.max_batch, limits.max_wait_ms, on_batch=metrics.batch)
-    page = _page()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        batcher.start()
-        yield
-        batcher.stop()
-
-    app = FastAPI(
-        title="sbert-siamese duplicate-question service",
-        version=__version__,
-        description="Is this new question a duplicate of an archived one? Search, add, remove, compare.",
-        lifespan=lifespan,
-        redirect_slashes=False,  # /duplicates/ is a 404 in our error shape, not a 307 without a body
-    )
-    if api_key:
-        _declare_bearer(app)
+def _handle_errors(app: FastAPI) -> None:
+    """Every error as ``{"error": {"field", "message"}}`` with its 4xx (or a logged 500)."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -318,7 +300,7 @@ def create_app(archive, limits: Limits | None = None, api_key: str | None = None
 
     @app.exception_handler(ArchiveError)
     async def archive_error(request: Request, exc: ArchiveError):
-        status = 409 if (exc.field or "").startswith("ids") else 422
+        status = 409 if isinstance(exc, IdConflictError) else 422
         return error_response(status, exc.field or "body", str(exc))
 
     @app.exception_handler(StarletteHTTPException)
@@ -331,17 +313,9 @@ def create_app(archive, limits: Limits | None = None, api_key: str | None = None
         logger.exception("%s %s failed", request.method, request.url.path)
         return error_response(500, "server", f"internal error ({type(exc).__name__}); see the server's log")
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index_page():
-        return HTMLResponse(page)
 
-    @app.get("/health")
-    async def health():
-        return {"status": "ok", "questions": metrics.size()}
-
-    @app.get("/metrics", response_class=Response, summary="Prometheus metrics (text format)")
-    async def prometheus():
-        return Response(metrics.render(), media_type=metrics.content_type)
+def _search_routes(app: FastAPI, batcher: Batcher, limits: Limits) -> None:
+    """Reading the model and the archive: duplicates of new texts, pair scores, embeddings."""
 
     @app.post("/duplicates", response_model=DuplicatesResponse, response_model_exclude_none=True)
     async def duplicates(body: DuplicatesRequest):
@@ -357,46 +331,6 @@ def create_app(archive, limits: Limits | None = None, api_key: str | None = None
             ]
         }
 
-    @app.post("/questions", response_model=QuestionsResponse, status_code=201)
-    async def add_questions(body: QuestionsRequest):
-        """Add questions; answers once they are committed (they survive a crash from then on)."""
-        _check_texts(body.texts, limits)
-        if body.ids is not None:
-            if len(body.ids) != len(body.texts):
-                raise ApiError(422, "ids", f"{len(body.ids)} ids for {len(body.texts)} texts")
-            for i, question_id in enumerate(body.ids):
-                if not 0 <= question_id <= MAX_ID:
-                    raise ApiError(422, f"ids[{i}]", f"must be an integer in 0..{MAX_ID}, got {question_id}")
-            if len(set(body.ids)) != len(body.ids):
-                raise ApiError(422, "ids", "ids repeat within the request")
-        if body.metadata is not None and len(body.metadata) != len(body.texts):
-            raise ApiError(422, "metadata", f"{len(body.metadata)} entries for {len(body.texts)} texts")
-        for i, item in enumerate(body.metadata or []):
-            try:
-                check_metadata(item, f"metadata[{i}]")
-            except ArchiveError as exc:
-                raise ApiError(422, exc.field, str(exc)) from None
-        ids = await batcher.submit("add", body.model_dump(), len(body.texts))
-        return {"ids": ids}
-
-    def _check_id(question_id: int) -> None:
-        if not 0 <= question_id <= MAX_ID:
-            raise ApiError(422, "id", f"must be an integer in 0..{MAX_ID}, got {question_id}")
-
-    @app.get("/questions/{question_id}", response_model=Question)
-    async def get_question(question_id: int):
-        _check_id(question_id)
-        question = await batcher.submit("get", {"id": question_id})
-        return question.to_dict()
-
-    @app.delete("/questions/{question_id}")
-    async def delete_question(question_id: int):
-        _check_id(question_id)
-        removed = await batcher.submit("remove", {"id": question_id})
-        if not removed:
-            raise UnknownIdError(question_id)
-        return {"id": question_id, "deleted": True}
-
     @app.post("/similarity", response_model=SimilarityResponse, response_model_exclude_none=True)
     async def similarity(body: SimilarityRequest):
         """Scores and decisions for pairs of texts (text_a through tower a, text_b through tower b)."""
@@ -405,13 +339,7 @@ def create_app(archive, limits: Limits | None = None, api_key: str | None = None
         if len(body.pairs) > limits.max_texts:
             raise ApiError(413, "pairs", f"{len(body.pairs)} pairs; at most {limits.max_texts} per request")
         for i, pair in enumerate(body.pairs):
-            for j, text in enumerate(pair):
-                if not text.strip():
-                    raise ApiError(422, f"pairs[{i}][{j}]", "must not be empty")
-                if len(text) > limits.max_text_chars:
-                    raise ApiError(
-                        413, f"pairs[{i}][{j}]", f"{len(text)} characters; at most {limits.max_text_chars}"
-                    )
+            _check_texts(pair, limits, f"pairs[{i}]")
         payload = {"texts_a": [p[0] for p in body.pairs], "texts_b": [p[1] for p in body.pairs]}
         verdict = await batcher.submit("similarity", payload, 2 * len(body.pairs))
         results = []
@@ -430,10 +358,75 @@ def create_app(archive, limits: Limits | None = None, api_key: str | None = None
         _check_texts(body.texts, limits)
         vectors = await batcher.submit("encode", body.model_dump(), len(body.texts))
         if body.normalize:
-            import numpy as np
-
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return {"dimension": int(vectors.shape[1]), "embeddings": vectors.tolist()}
+
+
+def _question_routes(app: FastAPI, batcher: Batcher, limits: Limits) -> None:
+    """Adding, reading and removing archived questions."""
+
+    @app.post("/questions", response_model=QuestionsResponse, status_code=201)
+    async def add_questions(body: QuestionsRequest):
+        """Add questions; answers once they are committed (they survive a crash from then on)."""
+        _check_texts(body.texts, limits)
+        check_rows(body.texts, body.ids, body.metadata)  # before the queue: a bad request writes nothing
+        ids = await batcher.submit("add", body.model_dump(), len(body.texts))
+        return {"ids": ids}
+
+    @app.get("/questions/{question_id}", response_model=Question)
+    async def get_question(question_id: int):
+        _check_id(question_id)
+        question = await batcher.submit("get", {"id": question_id})
+        return question.to_dict()
+
+    @app.delete("/questions/{question_id}")
+    async def delete_question(question_id: int):
+        _check_id(question_id)
+        removed = await batcher.submit("remove", {"id": question_id})
+        if not removed:
+            raise UnknownIdError(question_id)
+        return {"id": question_id, "deleted": True}
+
+
+def create_app(archive, limits: Limits | None = None, api_key: str | None = None) -> FastAPI:
+    """The FastAPI app serving ``archive``; the batching worker starts and stops with the app."""
+    limits = limits or Limits()
+    metrics = Metrics(archive)
+    batcher = Batcher(archive, limits.max_batch, limits.max_wait_ms, on_batch=metrics.batch)
+    page = _page()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        batcher.stop()
+
+    app = FastAPI(
+        title="sbert-siamese duplicate-question service",
+        version=__version__,
+        description="Is this new question a duplicate of an archived one? Search, add, remove, compare.",
+        lifespan=lifespan,
+        redirect_slashes=False,  # /duplicates/ is a 404 in our error shape, not a 307 without a body
+    )
+    if api_key:
+        _declare_bearer(app)
+
+    _handle_errors(app)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index_page():
+        return HTMLResponse(page)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "questions": metrics.size()}
+
+    @app.get("/metrics", response_class=Response, summary="Prometheus metrics (text format)")
+    async def prometheus():
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    _search_routes(app, batcher, limits)
+    _question_routes(app, batcher, limits)
 
     app.state.archive = archive
     app.state.limits = limits

@@ -9,6 +9,7 @@ import json
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,6 +174,7 @@ LONG = "word " * 500  # 2500 characters, over the 2000 default
         ("POST", "/duplicates", b'{"texts": ["a"], "top_k": "5"}', 422, "top_k"),
         ("POST", "/similarity", b'{"pairs": [["a"]]}', 422, "pairs[0]"),
         ("POST", "/similarity", b'{"pairs": [["a", ""]]}', 422, "pairs[0][1]"),
+        ("POST", "/similarity", b'{"pairs": [["a", "lone \\ud800"]]}', 422, "pairs[0][1]"),
         ("POST", "/encode", b'{"texts": ["a"], "side": "c"}', 422, "side"),
         ("GET", "/questions/abc", None, 422, "id"),
         ("GET", "/questions/-1", None, 422, "id"),
@@ -244,11 +246,16 @@ def test_api_key(model_dir, tmp_path):
         server.stop()
 
 
-def test_binds_loopback_by_default():
-    from sbert_siamese.cli.main import build_parser
-
-    args = build_parser().parse_args(["serve", "--archive", "x"])
-    assert args.host == "127.0.0.1"
+def test_binds_loopback_by_default(served):
+    """The running server (started without --host) listens on 127.0.0.1 only, as the kernel reports it."""
+    table = Path("/proc/net/tcp")
+    if not table.exists():
+        pytest.skip("needs Linux's /proc/net/tcp")
+    listening = [
+        line.split()[1] for line in table.read_text().splitlines()[1:] if line.split()[3] == "0A"
+    ]  # state 0A: LISTEN; local address as HEX_IP:HEX_PORT, the IP little-endian
+    mine = [address for address in listening if int(address.split(":")[1], 16) == served.port]
+    assert mine == ["0100007F:" + f"{served.port:04X}"]
 
 
 def test_an_archive_is_refused_with_another_model(model_dir, tmp_path):
