@@ -42,6 +42,9 @@ class DataError(SbertSiameseError, ValueError):
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(f"{where}{problem}")
 
+    def __reduce__(self):  # whole across processes (a Ray worker raises it, the driver reports it)
+        return type(self), (self.problem, self.path, self.line, self.reason)
+
 
 class OutputError(SbertSiameseError, OSError):
     """Something could not be written (disk full, no permission, a path outside the output folder);
