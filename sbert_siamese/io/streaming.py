@@ -9,6 +9,9 @@ Layout of an embedding directory::
 
 A rerun with the same texts and options reuses every complete shard and encodes only the missing ones; a
 directory made for other texts or options is refused rather than silently mixed.
+
+The cluster engine (``engines.ray``) writes the same layout, with shards of unequal size (one per piece of
+the input): its manifest lists them in ``shard_rows``, and ``load_embeddings`` / ``shard_sizes`` read both.
 """
 
 from __future__ import annotations
@@ -178,20 +181,30 @@ def read_manifest(folder: str | Path) -> dict:
     return manifest
 
 
+def shard_sizes(manifest: dict) -> list[int]:
+    """The number of rows of each shard of an embedding directory, in order."""
+    if manifest.get("shard_rows") is not None:
+        return [int(n) for n in manifest["shard_rows"]]
+    count, size = int(manifest["count"]), int(manifest["shard_size"])
+    return [min(size, count - index * size) for index in range(-(-count // size))]
+
+
 def load_embeddings(folder: str | Path, mmap: bool = True) -> np.ndarray:
     """(N, D) float32 embeddings of a complete embedding directory, in input order."""
     folder = Path(folder)
     manifest = read_manifest(folder)
-    count, size = int(manifest["count"]), int(manifest["shard_size"])
+    if manifest.get("count") is None:
+        raise ModelFormatError(f"{folder}: the encode that writes it has not finished; rerun it to finish")
     parts = []
-    for index in range(-(-count // size)):
+    for index, rows in enumerate(shard_sizes(manifest)):
         path = _shard_path(folder, index)
-        rows = min(size, count - index * size)
         if not _complete(path, rows):
             raise ModelFormatError(
                 f"{path}: missing or incomplete (expected {rows} rows); rerun the encode to finish it"
             )
         parts.append(np.load(path, mmap_mode="r" if mmap else None))
+    if not parts:
+        return np.zeros((0, int(manifest.get("dimension") or 0)), np.float32)
     return np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0])
 
 

@@ -71,7 +71,14 @@ def mine_duplicates(
     if threshold is not None:
         keep &= scores >= threshold
     rows = np.broadcast_to(np.arange(n)[:, None], neighbours.shape)[keep]
-    cols, vals = neighbours[keep], scores[keep]
+    return merge_pairs(rows, neighbours[keep], scores[keep], n)
+
+
+def merge_pairs(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n: int) -> list[tuple[int, int, float]]:
+    """Neighbour hits (row, col, score) as ``mine_duplicates`` returns them: each unordered pair once, with
+    the larger score of its two directions, sorted by score descending, then i, then j."""
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    vals = np.asarray(vals)
     pair = np.minimum(rows, cols) * n + np.maximum(rows, cols)  # (i, j), i < j, as one int64 key
     if len(pair) == 0:
         return []
