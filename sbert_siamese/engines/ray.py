@@ -1,0 +1,816 @@
+"""Corpus jobs on a Ray cluster: ``encode``, ``dedup`` and ``archive add`` with ``--engine ray``.
+
+How a job runs (DESIGN.md, "Online and scale-out flows"):
+
+1. **Plan.** One Ray task per input file scans it once (constant memory) into pieces of at most
+   ``piece_rows`` records (``data.pieces``): byte ranges that start on a record boundary, with the line each
+   starts on. The driver holds only the plan, never the texts.
+2. **Encode.** Ray Data hands the pieces, one per block, to an actor pool (``ActorPoolStrategy``): each actor
+   loads the encoder once (any backend), reads its piece's bytes itself, encodes them and writes
+   ``shard_NNNNN.npy`` (temporary name, then rename) and its sidecar ``shard_NNNNN.json`` (rows, input lines,
+   skipped rows). A shard is complete once its sidecar exists, so a rerun after a driver crash encodes only
+   the pieces without one; an actor killed mid-piece is restarted by Ray and the piece retried, and as the
+   shard is written whole under a fixed name, no row is lost or written twice.
+3. **Finish.** The driver reads the sidecars in order and writes the manifest: the same embedding directory
+   as the local engine (``io.streaming``), with ``shard_rows`` for the unequal shards and, per shard, its
+   file, first and last line and first row. ``.npy`` output is those shards copied into one array.
+
+Dedup then searches the shards in parallel: exact (each task: its shard's rows against the whole corpus,
+shared through the object store) below ``APPROXIMATE_FROM`` texts, else a faiss IVF (or IVF-PQ) index
+trained on a sample, filled by one task per shard, merged on the driver and searched by one task per shard.
+Pairs are merged and grouped as the local path does. Every path here (inputs, model, output) must be
+readable and writable at the same path on every node: a shared filesystem.
+
+Ray is imported only here, and only when a job runs (``pip install 'sbert-siamese[ray]'``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import pickle
+import shutil
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data.pieces import (
+    DEFAULT_MAX_BYTES,
+    Piece,
+    check_columns,
+    input_files,
+    piece_records,
+    plan_file,
+    read_piece_texts,
+)
+from ..data.rows import BadRows, _policy
+from ..errors import ConfigError, DataError, ModelFormatError, SbertSiameseError
+from ..io.safe_io import atomic_write_text, writing
+from ..io.streaming import MANIFEST, _shard_path, _write_shard, shard_sizes
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "sbert-siamese ray shards 1"
+FAULTS_ENV = "SBERT_SIAMESE_FAULTS"  # tests only: "actor:N" / "driver:N" kill that process after N shards
+IVF_KINDS = ("ivf", "ivf-pq")
+RAY_INDEX_KINDS = ("auto", "exact", *IVF_KINDS)
+PQ_DIMS_PER_CODE = 8  # ivf-pq: one byte per 8 dimensions (48 bytes for a 384-d vector)
+
+
+def import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "--engine ray needs Ray: pip install 'sbert-siamese[ray]' (or leave out --engine: this machine)"
+        ) from None
+    return ray
+
+
+# ----------------------------------------------------------------------------------------------- specs
+@dataclass(frozen=True)
+class ModelSpec:
+    """How an actor loads its encoder: ``encoder`` (``SiameseEncoder.from_pretrained``) or ``model``
+    (``SiameseModel.load``, then the tower of ``side``), and how it encodes."""
+
+    path: str
+    loader: str = "encoder"
+    side: str = "a"
+    allow_pickle: bool = False
+    backend: str = "torch"
+    batch_size: int = 32
+    normalize: bool | None = None
+    precision: str = "fp32"
+
+    def load(self):
+        if self.loader == "encoder":
+            from ..models.encoder import SiameseEncoder
+
+            return SiameseEncoder.from_pretrained(self.path, allow_pickle=self.allow_pickle)
+        from ..models.siamese import SiameseModel
+
+        return SiameseModel.load(self.path, allow_pickle=self.allow_pickle).tower(self.side)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Which records of a piece are texts, under which rules: ``texts`` (as ``read_texts``) or ``archive``
+    (as ``archive add``: an optional id column)."""
+
+    column: str = "text"
+    policy: str = "error"
+    rules: str = "texts"
+    id_column: str | None = None
+
+    def rows(self, piece: Piece, bad_rows: BadRows) -> tuple[list[str], list[int], list[int | None]]:
+        """(texts, lines, ids) of the rows of ``piece`` that are kept."""
+        if self.rules == "texts":
+            texts, lines = read_piece_texts(piece, self.column, bad_rows)
+            return texts, lines, [None] * len(texts)
+        from ..archive.ingest import _text_and_id
+
+        columns = (self.column,) + ((self.id_column,) if self.id_column else ())
+        texts, lines, ids = [], [], []
+        for line, record in piece_records(piece, bad_rows, columns):
+            try:
+                if isinstance(record, str):
+                    if not record.strip():
+                        raise DataError("blank line; expected a question", piece.path, line, "empty_text")
+                    text, question_id = record, None
+                else:
+                    text, question_id = _text_and_id(record, self.column, self.id_column, piece.path, line)
+            except DataError as err:
+                bad_rows.handle(err)
+                continue
+            texts.append(text)
+            lines.append(line)
+            ids.append(question_id)
+        return texts, lines, ids
+
+
+@dataclass
+class Plan:
+    """The files of an input (path, sha256, size, newline count) and their pieces, in order."""
+
+    files: list[dict]
+    pieces: list[Piece]
+    headers: list[dict] = field(default_factory=list)  # per file: header, header_line
+
+
+def _fault(where: str, folder: Path, done: int, faults: str | None = None) -> None:
+    """Tests only: with ``SBERT_SIAMESE_FAULTS=where:N`` in the driver's environment (the driver hands it to
+    the actors), this process kills itself (SIGKILL, as the OOM killer or a lost node would) once it has
+    finished N shards, the first time in ``folder``."""
+    for item in (faults if faults is not None else os.environ.get(FAULTS_ENV, "")).split(","):
+        name, _, after = item.partition(":")
+        if name == where and after.isdigit() and done == int(after):
+            marker = folder / f".fault-{where}"
+            if not marker.exists():
+                marker.touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------------------------- actors
+def _sidecar(folder: Path, index: int) -> Path:
+    return folder / f"shard_{index:05d}.json"
+
+
+def read_sidecar(folder: Path, index: int) -> dict | None:
+    """The sidecar of a complete shard, else None (no sidecar, or a shard that does not match it)."""
+    try:
+        info = json.loads(_sidecar(folder, index).read_text(encoding="utf-8"))
+        shard = np.load(_shard_path(folder, index), mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    return info if shard.ndim == 2 and shard.shape[0] == info.get("rows") else None
+
+
+class ShardWriter:
+    """A Ray Data actor: loads the encoder once, then for each piece reads, encodes and writes its shard."""
+
+    def __init__(
+        self,
+        model: ModelSpec,
+        reading: Reading,
+        folder: str,
+        fingerprint: str,
+        threads: int,
+        faults: str = "",
+    ):
+        import ray
+        import torch
+
+        from ..io.streaming import weights_fingerprint
+
+        torch.set_num_threads(max(1, threads))
+        self.model, self.reading, self.folder = model, reading, Path(folder)
+        self.encoder = model.load()
+        found = weights_fingerprint(self.encoder)
+        if found != fingerprint:
+            raise ConfigError(
+                f"{model.path} on node {os.uname().nodename} has weights {found}, the driver's have "
+                f"{fingerprint}: every node must see the same model files"
+            )
+        self.done = 0
+        self.faults = faults
+        self.node = ray.get_runtime_context().get_node_id()
+
+    def __call__(self, batch: dict) -> dict:
+        indices, rows, errors = [], [], []
+        for index, piece_json in zip(batch["index"], batch["piece"], strict=True):
+            _fault("actor", self.folder, self.done, self.faults)
+            try:
+                rows.append(self._write(int(index), Piece.from_dict(json.loads(str(piece_json)))))
+                errors.append(b"")
+            except SbertSiameseError as err:  # bad input: an answer for the driver, not a failure to retry
+                rows.append(-1)
+                errors.append(pickle.dumps(_plain(err)))
+            indices.append(int(index))
+            self.done += 1
+        return {
+            "index": np.asarray(indices, np.int64),
+            "rows": np.asarray(rows, np.int64),
+            "error": np.asarray(errors, dtype=object),
+        }
+
+    def _write(self, index: int, piece: Piece) -> int:
+        """Read, encode and write one piece; returns its rows."""
+        bad_rows = BadRows(self.reading.policy)
+        texts, lines, _ = self.reading.rows(piece, bad_rows)
+        if texts:
+            embeddings = self.encoder.encode(
+                texts, batch_size=self.model.batch_size, normalize=self.model.normalize,
+                backend=self.model.backend, precision=self.model.precision,
+            )  # fmt: skip
+            truncated = len(getattr(self.encoder, "last_truncated", ()))
+        else:
+            embeddings, truncated = np.zeros((0, self.encoder.embedding_dim), np.float32), 0
+        _write_shard(_shard_path(self.folder, index), np.ascontiguousarray(embeddings, dtype=np.float32))
+        info = {
+            "index": index,
+            "rows": len(texts),
+            "file": piece.file,
+            "first_line": piece.first_line,
+            "lines": lines,
+            "truncated": truncated,
+            "skipped": bad_rows.counts,
+            "examples": bad_rows.examples,
+            "node": self.node,  # the Ray node that wrote it
+        }
+        atomic_write_text(_sidecar(self.folder, index), json.dumps(info), "a shard's sidecar")
+        return len(texts)
+
+
+# ---------------------------------------------------------------------------------------------- engine
+@dataclass
+class RayEngine:
+    """Where corpus jobs run on Ray. Use as a context manager: it connects to ``address`` (``auto``: the
+    cluster this machine joined with ``ray start``; ``ray://host:10001``: a remote one) or, without one,
+    starts a Ray on this machine, and disconnects at the end."""
+
+    address: str | None = None
+    actors: int | None = None  # default: as many as the cluster's CPUs (GPUs) allow
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    piece_rows: int = 10_000
+    piece_bytes: int = DEFAULT_MAX_BYTES
+    show_progress: bool = False
+
+    def __post_init__(self):
+        if self.actors is not None and self.actors < 1:
+            raise ConfigError(f"--actors must be >= 1, got {self.actors}")
+        if self.cpus_per_actor <= 0:
+            raise ConfigError(f"--cpus-per-actor must be > 0, got {self.cpus_per_actor}")
+        if self.gpus_per_actor < 0:
+            raise ConfigError(f"--gpus-per-actor must be >= 0, got {self.gpus_per_actor}")
+        if self.piece_rows < 1:
+            raise ConfigError(f"--shard-size must be >= 1, got {self.piece_rows}")
+        self._started = False
+
+    def __enter__(self) -> RayEngine:
+        ray = import_ray()
+        if not ray.is_initialized():
+            try:
+                ray.init(
+                    address=self.address, include_dashboard=False, configure_logging=False,
+                    log_to_driver=False,
+                )  # fmt: skip
+            except ConnectionError as exc:
+                raise ConfigError(f"--ray-address {self.address}: cannot connect ({exc})") from None
+            self._started = True
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the driver shows one bar of its own
+        context.print_on_execution_start = False
+        # Ray prints the cluster's messages (a worker that died, ...) to the driver's standard output; while
+        # the engine is in use they go to standard error, so a program's output stays its own.
+        self._stdout = contextlib.redirect_stdout(sys.stderr)
+        self._stdout.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self._started:
+                import_ray().shutdown()
+                self._started = False
+        finally:
+            self._stdout.__exit__(None, None, None)
+
+    # ----------------------------------------------------------------------------------------- planning
+    def plan(self, spec: str | Path) -> Plan:
+        """The input's files (listed here) and pieces (one planning task per file, run on the cluster)."""
+        ray = import_ray()
+        paths = [str(p) for p in input_files(spec)]
+        task = ray.remote(num_cpus=1, max_retries=3)(plan_file)
+        plans = _get(
+            [
+                task.remote(path, number, self.piece_rows, self.piece_bytes)
+                for number, path in enumerate(paths)
+            ]
+        )
+        files, pieces, headers = [], [], []
+        for path, plan in zip(paths, plans, strict=True):
+            files.append({"path": path, "sha256": plan["sha256"], "lines": plan["lines"]})
+            pieces.extend(plan["pieces"])
+            headers.append({"header": plan["header"], "header_line": plan["header_line"]})
+        return Plan(files, pieces, headers)
+
+    def pool_size(self) -> int:
+        if self.actors is not None:
+            return self.actors
+        resources = import_ray().cluster_resources()
+        if self.gpus_per_actor:
+            return max(1, int(resources.get("GPU", 0) // self.gpus_per_actor))
+        return max(1, int(resources.get("CPU", 1) // self.cpus_per_actor))
+
+    # ----------------------------------------------------------------------------------------- encoding
+    def encode_to_folder(
+        self,
+        spec: str | Path,
+        folder: str | Path,
+        model: ModelSpec,
+        reading: Reading,
+        fingerprint: str,
+        identity: str,
+        bad_rows: BadRows | None = None,
+        plan: Plan | None = None,
+        pieces: Sequence[int] | None = None,
+    ) -> dict:
+        """Encode every piece of ``spec`` into the embedding directory ``folder`` (resuming one an earlier
+        run left), and write its manifest. ``fingerprint``: the weights every actor must load (see
+        ``weights_fingerprint``); ``identity``: the model as the manifest names it. ``pieces``: only these
+        (indices into the plan), for a caller that needs part of the input; the manifest then stays
+        partial. Returns a report (``shards``, ``reused``, ``encoded``, ``count``, ``dimension``,
+        ``truncated``); rows skipped under ``reading.policy`` are added to ``bad_rows``."""
+        ray = import_ray()
+        folder = Path(folder)
+        bad_rows = _policy(bad_rows)
+        plan = plan or self.plan(spec)
+        for file, header in zip(plan.files, plan.headers, strict=True):
+            columns = (reading.column,) + ((reading.id_column,) if reading.id_column else ())
+            check_columns(header, file["path"], columns)
+        expected = {
+            "format": FORMAT,
+            "engine": "ray",
+            "model": identity,
+            "backend": model.backend,
+            "normalize": model.normalize,
+            "reading": asdict(reading),
+            "shard_size": self.piece_rows,
+            "sources": [{"path": f["path"], "sha256": f["sha256"]} for f in plan.files],
+            "pieces": [p.to_dict() for p in plan.pieces],
+        }
+        _check_folder(folder, expected)
+        wanted = range(len(plan.pieces)) if pieces is None else pieces
+        todo = [k for k in wanted if read_sidecar(folder, k) is None]
+        report = {"shards": len(wanted), "reused": len(wanted) - len(todo), "encoded": 0}
+        if todo:
+            items = [{"index": k, "piece": json.dumps(plan.pieces[k].to_dict())} for k in todo]
+            dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                ShardWriter,
+                fn_constructor_kwargs={
+                    "model": model, "reading": reading, "folder": str(folder), "fingerprint": fingerprint,
+                    "threads": int(self.cpus_per_actor), "faults": os.environ.get(FAULTS_ENV, ""),
+                },
+                batch_size=1,
+                compute=ray.data.ActorPoolStrategy(size=min(self.pool_size(), len(items))),
+                num_cpus=self.cpus_per_actor,
+                num_gpus=self.gpus_per_actor or None,
+            )  # fmt: skip
+            bar = _bar(self.show_progress, sum(plan.pieces[k].records for k in todo), "encode")
+            failed: dict[int, BaseException] = {}
+            rows = _iterate(dataset.iter_rows())
+            try:
+                for row in rows:
+                    if row["error"]:
+                        failed[int(row["index"])] = pickle.loads(row["error"])
+                        break  # stops the job: under --on-bad-rows error the first bad row ends it
+                    report["encoded"] += 1
+                    bar.update(plan.pieces[int(row["index"])].records)
+                    _fault("driver", folder, report["encoded"])
+            finally:
+                rows.close()
+                bar.close()
+            if failed:
+                raise failed[min(failed)]
+        infos = [read_sidecar(folder, k) for k in wanted]
+        missing = [k for k, info in zip(wanted, infos, strict=True) if info is None]
+        if missing:
+            raise ModelFormatError(f"{folder}: shards {missing[:5]} were not written; rerun to finish them")
+        for info in infos:
+            _count_skipped(bad_rows, info)
+        report["truncated"] = sum(info["truncated"] for info in infos)
+        if any(info["skipped"] for info in infos):  # which input line each row comes from
+            several = len(plan.files) > 1
+            report["lines"] = [
+                f"{plan.files[info['file']]['path']}:{line}" if several else line
+                for info in infos
+                for line in info["lines"]
+            ]
+        if pieces is None:
+            _check_files_have_rows(plan, infos, bad_rows)
+            report.update(_finish_manifest(folder, expected, plan, infos))
+        return report
+
+    def encode_to_npy(self, spec, output: str | Path, *args, **kwargs) -> dict:
+        """``encode_to_folder`` into ``OUTPUT.parts/`` (kept for a resume until the end), then one (N, D)
+        ``.npy`` array assembled shard by shard, written under a temporary name and renamed."""
+        output = Path(output)
+        parts = output.with_name(output.name + ".parts")
+        report = self.encode_to_folder(spec, parts, *args, **kwargs)
+        sizes = shard_sizes(_read_json(parts / MANIFEST))
+        tmp = output.with_name(output.name + ".tmp")
+        with writing(output, "the embeddings"):
+            array = np.lib.format.open_memmap(
+                tmp, mode="w+", dtype=np.float32, shape=(sum(sizes), report["dimension"])
+            )
+            start = 0
+            for index, rows in enumerate(sizes):
+                array[start : start + rows] = np.load(_shard_path(parts, index), mmap_mode="r")
+                start += rows
+            array.flush()
+            del array
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, output)
+        shutil.rmtree(parts, ignore_errors=True)
+        return report
+
+    # ------------------------------------------------------------------------------------------- dedup
+    def search_pairs(
+        self,
+        folder: str | Path,
+        threshold: float,
+        similarity: str,
+        top_k: int,
+        kind: str = "auto",
+        nlist: int | None = None,
+        nprobe: int | None = None,
+    ) -> tuple[list[tuple[int, int, float]], str]:
+        """The pairs ``mine_duplicates`` would find in the embedding directory ``folder``, searched by one
+        task per shard; returns (pairs, the kind used)."""
+        from ..search.duplicates import merge_pairs
+        from ..search.index import APPROXIMATE_FROM
+
+        ray = import_ray()
+        folder = Path(folder)
+        manifest = _read_json(folder / MANIFEST)
+        sizes = shard_sizes(manifest)
+        n = sum(sizes)
+        if n < 2:
+            raise ConfigError(f"dedup needs at least 2 texts, got {n}")
+        if kind not in RAY_INDEX_KINDS:
+            raise ConfigError(f"--index {kind}: with --engine ray, one of {', '.join(RAY_INDEX_KINDS)}")
+        if kind == "auto":
+            kind = "exact" if n < APPROXIMATE_FROM else "ivf"
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
+        shards = [(str(_shard_path(folder, k)), starts[k]) for k in range(len(sizes)) if sizes[k]]
+        k = min(top_k, n - 1)
+        if kind == "exact":
+            corpus = _load_rows(folder, sizes, None)
+            if similarity == "cosine":
+                corpus /= np.maximum(np.linalg.norm(corpus, axis=1, keepdims=True), 1e-12)
+            ref = ray.put(corpus)
+            task = ray.remote(num_cpus=self.cpus_per_actor, max_retries=3)(_exact_pairs)
+            parts = _get([task.remote(ref, start, start + sizes[i], k, threshold, int(self.cpus_per_actor))
+                          for i, start in enumerate(starts) if sizes[i]])  # fmt: skip
+        else:
+            trained, nprobe = _train_ivf(folder, sizes, similarity, kind, nlist, nprobe)
+            add = ray.remote(num_cpus=self.cpus_per_actor, max_retries=3)(_ivf_add)
+            trained_ref = ray.put(trained)
+            filled = _get([add.remote(trained_ref, path, start, similarity) for path, start in shards])
+            merged_ref = ray.put(_ivf_merge(trained, filled))
+            del filled
+            search = ray.remote(num_cpus=self.cpus_per_actor, max_retries=3)(_ivf_search)
+            refine = (
+                (str(folder), sizes) if kind == "ivf-pq" else None
+            )  # compressed scores: re-scored exactly
+            threads = int(self.cpus_per_actor)
+            parts = _get([search.remote(merged_ref, path, start, k, threshold, similarity, nprobe, threads,
+                                        refine) for path, start in shards])  # fmt: skip
+        rows = np.concatenate([p[0] for p in parts])
+        cols = np.concatenate([p[1] for p in parts])
+        vals = np.concatenate([p[2] for p in parts])
+        return merge_pairs(rows, cols, vals, n), kind
+
+    def texts_of(self, folder: str | Path, plan: Plan, reading: Reading, rows: Sequence[int]) -> dict:
+        """``{row: (text, line)}`` for the given rows of an embedding directory made by this engine, each
+        piece read by one task (the driver never reads the corpus)."""
+        ray = import_ray()
+        manifest = _read_json(Path(folder) / MANIFEST)
+        starts = [s["first_row"] for s in manifest["shards"]]
+        wanted: dict[int, list[int]] = {}
+        for row in sorted(set(int(r) for r in rows)):
+            shard = int(np.searchsorted(starts, row, side="right")) - 1
+            wanted.setdefault(shard, []).append(row - starts[shard])
+        task = ray.remote(num_cpus=1, max_retries=3)(_piece_texts)
+        keys = list(wanted)
+        found = _get([task.remote(plan.pieces[k].to_dict(), reading, wanted[k]) for k in keys])
+        result = {}
+        for shard, pairs in zip(keys, found, strict=True):
+            path = plan.files[plan.pieces[shard].file]["path"]
+            for position, (text, line) in zip(wanted[shard], pairs, strict=True):
+                where = line if len(plan.files) == 1 else f"{path}:{line}"
+                result[starts[shard] + position] = (text, where)
+        return result
+
+    # ------------------------------------------------------------------------------------- archive add
+    def archive_chunks(
+        self, archive, path: str | Path, plan: Plan, reading: Reading, after_line: int, bad_rows: BadRows
+    ) -> Iterator[tuple[list[tuple[int, str, int | None]], np.ndarray]]:
+        """The rows of one file after ``after_line`` with their embeddings, a piece at a time in input order:
+        encoded on the cluster into a work folder inside the archive (reused by a rerun), then read back
+        here to be committed. The caller removes the work folder (``archive_work``) when all is committed."""
+        from ..io.streaming import weights_fingerprint
+
+        tower = archive.model.tower("b")
+        source = getattr(archive.model.encoder, "source_path", None) or archive.manifest["model"]["path"]
+        model = ModelSpec(str(source), "model", "b", False, archive.backend, archive.batch_size, None)
+        ends = [p.first_line - 1 for p in plan.pieces[1:]] + [None]
+        todo = [k for k, end in enumerate(ends) if end is None or end > after_line]
+        folder = archive_work(archive, plan)
+        fingerprint = weights_fingerprint(tower)
+        self.encode_to_folder(path, folder, model, reading, fingerprint, f"archive tower b, weights "
+                              f"{fingerprint}", BadRows(reading.policy), plan, todo)  # fmt: skip
+        for k in todo:
+            info = read_sidecar(folder, k)
+            texts, lines, ids = reading.rows(plan.pieces[k], bad_rows)
+            if lines != info["lines"]:
+                raise ModelFormatError(f"{folder}: shard {k} does not match its piece of {path}; delete it")
+            vectors = np.load(_shard_path(folder, k))
+            keep = [i for i, line in enumerate(lines) if line > after_line]
+            yield [(lines[i], texts[i], ids[i]) for i in keep], vectors[keep]
+
+
+def archive_work(archive, plan: Plan) -> Path:
+    """The folder where the cluster writes the embeddings of a file being added to ``archive``."""
+    return Path(archive.path) / "ray-ingest" / plan.files[0]["sha256"][:16]
+
+
+# ---------------------------------------------------------------------------------------- driver side
+def _iterate(rows):
+    """Ray Data's rows, with an error raised on the cluster re-raised as ours (naming file and line)."""
+    try:
+        yield from rows
+    except Exception as exc:
+        raise _ours(exc) from None
+
+
+def _get(refs):
+    ray = import_ray()
+    try:
+        return ray.get(refs)
+    except Exception as exc:
+        raise _ours(exc) from None
+
+
+def _ours(exc: BaseException) -> BaseException:
+    """The error of ours that a Ray error wraps (``RayTaskError.cause`` and the ``__cause__`` chain), or
+    ``exc`` itself."""
+    seen, queue = set(), [exc]
+    while queue:
+        current = queue.pop(0)
+        if id(current) in seen or current is None:
+            continue
+        seen.add(id(current))
+        if isinstance(current, SbertSiameseError):
+            return _plain(current)
+        queue += [getattr(current, "cause", None), current.__cause__, current.__context__]
+    return exc
+
+
+def _plain(err: SbertSiameseError) -> SbertSiameseError:
+    """Ray hands back an instance of a class derived from both ours and its own: rebuild a plain one."""
+    base = next(c for c in type(err).__mro__ if c.__module__ == "sbert_siamese.errors")
+    if type(err) is base:
+        return err
+    if isinstance(err, DataError):
+        return base(err.problem, err.path, err.line, err.reason)
+    return base(*err.args)
+
+
+def _bar(show: bool, total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="text", desc=desc, disable=not show, file=sys.stderr)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelFormatError(f"{path}: cannot read ({exc})") from None
+
+
+def _check_folder(folder: Path, expected: dict) -> None:
+    """A new folder gets the manifest of this job (count unknown); an existing one must have been made by
+    the same job (same model, options, input bytes and pieces) to be continued."""
+    with writing(folder, "the embedding folder"):
+        folder.mkdir(parents=True, exist_ok=True)
+    path = folder / MANIFEST
+    if path.exists():
+        manifest = _read_json(path)
+        different = [key for key, value in expected.items() if manifest.get(key) != value]
+        if different:
+            raise ConfigError(
+                f"{folder} holds embeddings made by another job (different {', '.join(different)}); use a "
+                "new directory (or delete this one)"
+            )
+        return
+    if any(folder.glob("shard_*.npy")):
+        raise ConfigError(f"{folder} has shards but no {MANIFEST}: not an embedding directory of ours")
+    atomic_write_text(
+        path, json.dumps({**expected, "count": None}, indent=1) + "\n", "the embedding manifest"
+    )
+
+
+def _count_skipped(bad_rows: BadRows, info: dict) -> None:
+    for reason, n in info["skipped"].items():
+        bad_rows.counts[reason] = bad_rows.counts.get(reason, 0) + n
+    room = bad_rows.max_examples - len(bad_rows.examples)
+    bad_rows.examples.extend(info["examples"][: max(0, room)])
+
+
+def _check_files_have_rows(plan: Plan, infos: list[dict], bad_rows: BadRows) -> None:
+    """As ``read_texts``: a file with no text at all is an error, even when its bad rows were skipped."""
+    rows = [0] * len(plan.files)
+    skipped = [0] * len(plan.files)
+    for info in infos:
+        rows[info["file"]] += info["rows"]
+        skipped[info["file"]] += sum(info["skipped"].values())
+    for file, (n, bad) in enumerate(zip(rows, skipped, strict=True)):
+        if not n:
+            note = f" ({bad} bad row(s) skipped)" if bad else ""
+            raise DataError(f"no texts found{note}", plan.files[file]["path"], reason="no_rows")
+
+
+def _finish_manifest(folder: Path, expected: dict, plan: Plan, infos: list[dict]) -> dict:
+    shards, first_row = [], 0
+    for info in infos:
+        lines = info["lines"]
+        shards.append({
+            "file": info["file"], "first_line": lines[0] if lines else None,
+            "last_line": lines[-1] if lines else None, "rows": info["rows"], "first_row": first_row,
+        })  # fmt: skip
+        first_row += info["rows"]
+    dimension = int(np.load(_shard_path(folder, 0), mmap_mode="r").shape[1])
+    manifest = {
+        **expected,
+        "count": first_row,
+        "dimension": dimension,
+        "shard_rows": [info["rows"] for info in infos],
+        "shards": shards,
+    }
+    atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=1) + "\n", "the embedding manifest")
+    return {"count": first_row, "dimension": dimension}
+
+
+def row_lines(folder: str | Path, plan: Plan) -> list:
+    """The input line of each row (``path:line`` when the input has several files), from the sidecars."""
+    manifest = _read_json(Path(folder) / MANIFEST)
+    result = []
+    for k in range(len(manifest["shard_rows"])):
+        info = read_sidecar(Path(folder), k)
+        path = plan.files[info["file"]]["path"]
+        result += info["lines"] if len(plan.files) == 1 else [f"{path}:{line}" for line in info["lines"]]
+    return result
+
+
+def _load_rows(folder: Path, sizes: list[int], rows: np.ndarray | None) -> np.ndarray:
+    """All rows (``rows`` None) or the given sorted rows of the shards, as one float32 array."""
+    parts, start = [], 0
+    for index, size in enumerate(sizes):
+        if size:
+            shard = np.load(_shard_path(folder, index), mmap_mode="r")
+            if rows is None:
+                parts.append(np.asarray(shard, dtype=np.float32))
+            else:
+                take = rows[(rows >= start) & (rows < start + size)] - start
+                parts.append(np.asarray(shard[take], dtype=np.float32))
+        start += size
+    return np.concatenate(parts)
+
+
+# -------------------------------------------------------------------------------------------- tasks
+def _exact_pairs(corpus: np.ndarray, start: int, stop: int, k: int, threshold: float, threads: int):
+    """Rows ``start:stop`` against the whole (prepared) corpus: their top-k neighbours above threshold."""
+    import torch
+
+    from ..search.exact import DEFAULT_CHUNK_SIZE, _exact_topk
+
+    torch.set_num_threads(max(1, threads))
+    whole = torch.from_numpy(np.array(corpus))  # the object store's copy is read-only
+    scores, neighbours = _exact_topk(whole[start:stop].clone(), whole, min(k + 1, len(whole)),
+                                     DEFAULT_CHUNK_SIZE, exclude_self=False)  # fmt: skip
+    return _keep(scores, neighbours, start, k, threshold)
+
+
+def _keep(scores: np.ndarray, neighbours: np.ndarray, start: int, k: int, threshold: float):
+    """(rows, cols, scores) of each row's first k neighbours other than itself, scoring >= threshold."""
+    rows = np.arange(start, start + len(neighbours))[:, None]
+    keep = (neighbours != rows) & (neighbours >= 0)
+    keep &= np.cumsum(keep, axis=1) <= k
+    keep &= scores >= threshold
+    return np.broadcast_to(rows, neighbours.shape)[keep], neighbours[keep], scores[keep].astype(np.float32)
+
+
+def _prepared(path: str, similarity: str) -> np.ndarray:
+    x = np.array(np.load(path), dtype=np.float32)
+    if similarity == "cosine":
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x
+
+
+def _train_ivf(folder: Path, sizes: list[int], similarity: str, kind: str, nlist, nprobe):
+    """An empty, trained IVF (IVF-PQ) index, serialised: k-means centroids from a sample of the shards."""
+    import torch
+
+    from ..search.clustered import KMEANS_ITERATIONS, KMEANS_SAMPLE_PER_LIST, _kmeans
+    from ..search.exact import DEFAULT_CHUNK_SIZE
+    from ..search.faiss_index import _import_faiss, ivf_nlist, ivf_nprobe
+
+    faiss = _import_faiss()
+    n = sum(sizes)
+    nlist = nlist or ivf_nlist(n)
+    if nlist > n:
+        raise ConfigError(f"nlist={nlist} is more than the {n} vectors to train on")
+    nprobe = min(nlist, nprobe or ivf_nprobe(nlist))
+    count = min(n, max(KMEANS_SAMPLE_PER_LIST * nlist, 10_000))
+    rows = np.sort(np.random.default_rng(0).choice(n, size=count, replace=False))
+    sample = _load_rows(folder, sizes, rows)
+    if similarity == "cosine":
+        sample /= np.maximum(np.linalg.norm(sample, axis=1, keepdims=True), 1e-12)
+    d = sample.shape[1]
+    quantizer = faiss.IndexFlatIP(d)
+    with torch.inference_mode():
+        centroids = _kmeans(torch.from_numpy(sample), nlist, KMEANS_ITERATIONS, count, DEFAULT_CHUNK_SIZE)
+    quantizer.add(centroids.numpy())
+    if kind == "ivf":
+        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    else:
+        if d % PQ_DIMS_PER_CODE:
+            raise ConfigError(f"ivf-pq needs a dimension divisible by {PQ_DIMS_PER_CODE}, got {d}")
+        index = faiss.IndexIVFPQ(quantizer, d, nlist, d // PQ_DIMS_PER_CODE, 8, faiss.METRIC_INNER_PRODUCT)
+        index.train(sample)  # the product quantizer; the lists keep the centroids above
+    index.own_fields = False
+    data = faiss.serialize_index(index)
+    del quantizer
+    return data, nprobe
+
+
+def _ivf_add(trained: np.ndarray, path: str, start: int, similarity: str) -> np.ndarray:
+    """The trained index holding one shard (ids: its global rows), serialised."""
+    from ..search.faiss_index import _import_faiss
+
+    faiss = _import_faiss()
+    faiss.omp_set_num_threads(1)
+    index = faiss.deserialize_index(np.asarray(trained))
+    x = _prepared(path, similarity)
+    index.add_with_ids(x, np.arange(start, start + len(x), dtype=np.int64))
+    return faiss.serialize_index(index)
+
+
+def _ivf_merge(trained: np.ndarray, parts: list[np.ndarray]) -> np.ndarray:
+    """The shards' indexes merged into one (their inverted lists concatenated, ids kept)."""
+    from ..search.faiss_index import _import_faiss
+
+    faiss = _import_faiss()
+    merged = faiss.deserialize_index(np.asarray(trained))
+    for part in parts:
+        merged.merge_from(faiss.deserialize_index(np.asarray(part)), 0)
+    return faiss.serialize_index(merged)
+
+
+def _ivf_search(index: np.ndarray, path: str, start: int, k: int, threshold: float, similarity: str,
+                nprobe: int, threads: int, refine: tuple[str, list[int]] | None = None):  # fmt: skip
+    """One shard's rows searched in the merged index: their top-k neighbours above threshold. With
+    ``refine`` (the embedding folder and its shard sizes), the neighbours' scores are computed again from
+    the vectors themselves: IVF-PQ ranks by compressed codes, whose scores are only estimates."""
+    from ..search.faiss_index import _import_faiss
+
+    faiss = _import_faiss()
+    faiss.omp_set_num_threads(max(1, threads))
+    searcher = faiss.deserialize_index(np.asarray(index))
+    searcher.nprobe = nprobe
+    x = _prepared(path, similarity)
+    scores, neighbours = searcher.search(x, k + 1)
+    if refine is not None:
+        found = np.unique(neighbours[neighbours >= 0])
+        vectors = _load_rows(Path(refine[0]), refine[1], found)
+        if similarity == "cosine":
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        at = np.searchsorted(found, np.maximum(neighbours, 0))
+        scores = np.einsum("nd,nkd->nk", x, vectors[at]).astype(np.float32)
+        scores[neighbours < 0] = -np.inf
+    return _keep(scores, neighbours, start, k, threshold)
+
+
+def _piece_texts(piece: dict, reading: Reading, positions: list[int]) -> list[tuple[str, int]]:
+    texts, lines, _ = reading.rows(Piece.from_dict(piece), BadRows(reading.policy))
+    return [(texts[i], lines[i]) for i in positions]
