@@ -13,10 +13,12 @@ the lines already committed, and gives the others the ids the first run would ha
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import logging
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -160,10 +162,14 @@ def _jsonl_records(path: Path, bad_rows: BadRows) -> Iterator[tuple[int, dict]]:
             continue
         try:
             row = json.loads(line)
-        except (ValueError, RecursionError):
+        except (ValueError, RecursionError) as exc:
+            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
             bad_rows.handle(
                 DataError(
-                    "invalid JSON; expected one JSON object per line", str(path), line_no, "invalid_json"
+                    f"invalid JSON ({msg}); expected one JSON object per line",
+                    str(path),
+                    line_no,
+                    "invalid_json",
                 )
             )
             continue
@@ -260,17 +266,28 @@ def add_file(
     chunk_size: int = DEFAULT_CHUNK,
     bad_rows: BadRows | None = None,
     show_progress_bar: bool = False,
+    engine=None,
 ) -> IngestReport:
     """Add every row of ``path`` to ``archive``, committing every ``chunk_size`` rows; resumes an earlier,
-    interrupted run of the same file (same bytes, same columns). See the module docstring for ids."""
+    interrupted run of the same file (same bytes, same columns). See the module docstring for ids.
+
+    ``engine``: a ``RayEngine`` (entered) to encode on a cluster, a piece of ``engine.piece_rows`` rows at a
+    time, each committed as one chunk; the rows, ids and resumes are those of the local path."""
     path = Path(path)
-    _format(path)
+    fmt = _format(path)
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
+    if fmt == "txt" and id_column is not None:
+        raise ConfigError(f"{path}: a .txt file has no columns; --id-column needs .csv/.tsv/.jsonl/.parquet")
     bad_rows = _policy(bad_rows)
-    digest, line_count = fingerprint_file(path)
-    if path.suffix.lower() == ".parquet":  # newline bytes mean nothing in a binary file
-        line_count = _parquet_rows_count(path)
+    plan = None
+    if engine is None:
+        digest, line_count = fingerprint_file(path)
+        if fmt == "parquet":  # newline bytes mean nothing in a binary file
+            line_count = _parquet_rows_count(path)
+    else:
+        plan = engine.plan(path)  # on the cluster: the sha256 and line count come with the pieces
+        digest, line_count = plan.files[0]["sha256"], plan.files[0]["lines"]
     source = json.dumps({"sha256": digest, "column": column, "id_column": id_column})
     store = archive.store
     reserve = None if id_column is not None else line_count + 1  # ids offset + line, for every line
@@ -290,14 +307,15 @@ def add_file(
     )
     chunk: list[tuple[int, str, int | None]] = []
 
-    def flush(final: bool) -> None:
+    def flush(final: bool, vectors: np.ndarray | None = None) -> None:
         nonlocal committed
         rows = [NewRow(offset + line if qid is None else qid, text, None) for line, text, qid in chunk]
-        vectors = (
-            archive.encode([r.text for r in rows], side="b")
-            if rows
-            else np.zeros((0, archive.dim), np.float32)
-        )
+        if vectors is None:
+            vectors = (
+                archive.encode([r.text for r in rows], side="b")
+                if rows
+                else np.zeros((0, archive.dim), np.float32)
+            )
         end = chunk[-1][0] if chunk else last_line
 
         def record(conn):
@@ -320,15 +338,28 @@ def add_file(
         chunk.clear()
 
     try:
-        for line, text, question_id in iter_rows(path, column, id_column, bad_rows):
-            if line <= last_line:
-                continue
-            chunk.append((line, text, question_id))
-            if len(chunk) >= chunk_size:
-                flush(False)
+        if engine is None:
+            for line, text, question_id in iter_rows(path, column, id_column, bad_rows):
+                if line <= last_line:
+                    continue
+                chunk.append((line, text, question_id))
+                if len(chunk) >= chunk_size:
+                    flush(False)
+        else:
+            from ..engines.ray import Reading, archive_work
+
+            reading = Reading(column, bad_rows.policy, "archive", id_column)
+            for rows, vectors in engine.archive_chunks(archive, path, plan, reading, last_line, bad_rows):
+                chunk.extend(rows)
+                flush(False, vectors)
         flush(True)
     finally:
         bar.close()
+    if engine is not None:
+        work = archive_work(archive, plan)
+        shutil.rmtree(work, ignore_errors=True)  # all committed: no resume needs it
+        with contextlib.suppress(OSError):
+            work.parent.rmdir()  # when no other file's work is left
     report.rows = committed
     report.bad_rows = bad_rows.total - before
     return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import sys
@@ -12,9 +13,11 @@ from .options import (
     HelpFormatter,
     add_allow_pickle,
     add_batch_size,
+    add_engine,
     add_on_bad_rows,
     add_quiet,
     bad_rows,
+    ray_engine,
 )
 
 EPILOG = """An archive is a folder: archive.json (model path + weights fingerprint), questions.sqlite (the
@@ -78,7 +81,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     a = sub.add_parser("add", help="add the questions of a file (resumable; ids stable across resumes)")
     _dir(a)
-    a.add_argument("--input", required=True, help="questions: .txt (one per line), .csv/.tsv/.jsonl/.parquet")
+    a.add_argument(
+        "--input",
+        required=True,
+        help="questions: .txt (one per line), .csv/.tsv/.jsonl/.parquet; or a directory or glob of them, "
+        "added file by file in sorted order",
+    )
     a.add_argument("--column", default="text", help="the text column of a table input")
     a.add_argument(
         "--id-column",
@@ -91,6 +99,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_batch_size(a, 16)
     add_quiet(a)
     add_on_bad_rows(a)
+    add_engine(a, piece="--chunk-size")
 
     q = sub.add_parser("query", help="nearest archived questions for texts (JSON lines)")
     _dir(q)
@@ -161,17 +170,29 @@ def _add(args) -> int:
 
     if args.chunk_size < 1:
         raise ConfigError(f"--chunk-size must be >= 1, got {args.chunk_size}")
-    with _open(args) as archive:
-        report = add_file(
-            archive,
-            args.input,
-            args.column,
-            args.id_column,
-            args.chunk_size,
-            bad_rows(args),
-            show_progress_bar=not args.quiet,
-        )
-        _print(report.to_dict() | {"questions": len(archive)})
+    from ..data.pieces import input_files
+
+    engine = ray_engine(args, args.chunk_size)
+    files = input_files(args.input)
+    reports = []
+    # the reports are printed once the engine is done: a Ray engine sends Ray's own lines to stderr till then
+    with _open(args) as archive, engine or contextlib.nullcontext():
+        for path in files:  # each file is its own resumable ingest
+            report = add_file(
+                archive,
+                path,
+                args.column,
+                args.id_column,
+                args.chunk_size,
+                bad_rows(args),
+                show_progress_bar=not args.quiet,
+                engine=engine,
+            )
+            reports.append(report.to_dict() | {"questions": len(archive)})
+            if engine is None:
+                _print(reports.pop())
+    for report in reports:
+        _print(report)
     return 0
 
 

@@ -11,10 +11,12 @@ from ..errors import ConfigError
 from .options import (
     add_backend,
     add_common,
+    add_engine,
     add_model,
     add_search_options,
     bad_rows,
     load_model,
+    ray_engine,
     read_texts,
     rows_output,
     write_rows,
@@ -28,10 +30,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog="Writes every pair scoring >= the threshold (i, j, score, texts) to --output and the groups\n"
         "they form (connected components, each with a representative: the member closest to the others)\n"
         "to --groups (default: OUTPUT's name + .groups.jsonl). Exact chunked search below\n"
-        "search.APPROXIMATE_FROM texts, the k-means clustered index above (--index to choose).",
+        "search.APPROXIMATE_FROM texts, the k-means clustered index above (--index to choose).\n"
+        "With --engine ray: exact search, one task per shard, below APPROXIMATE_FROM texts; above, a faiss\n"
+        "IVF index (ivf-pq: compressed, memory bounded) trained on a sample, filled and searched in\n"
+        "parallel.",
     )
     add_model(p)
-    p.add_argument("--input", required=True, help="texts: .txt (one per line), .csv/.tsv/.jsonl/.parquet")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="texts: .txt (one per line), .csv/.tsv/.jsonl/.parquet; or a directory or glob of them",
+    )
     p.add_argument("--column", default="text", help="the text column of a table input")
     p.add_argument("--output", required=True, help="pairs file: .jsonl, .csv or .tsv")
     p.add_argument("--groups", help="groups file (JSON lines)")
@@ -41,8 +50,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         p,
         top_k_help="neighbours examined per text",
         embeddings_help="directory for sharded embeddings: a rerun resumes an interrupted encode",
+        extra_kinds=("ivf-pq",),
     )
     add_backend(p)
+    p.add_argument(
+        "--shard-size",
+        type=int,
+        default=10_000,
+        help="--engine ray: texts per piece of work and embedding shard",
+    )
+    add_engine(p)
     return add_common(p, batch_size=64)
 
 
@@ -55,20 +72,27 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--groups {groups_path}: groups hold lists of members; expected a .jsonl file name"
         )
-    texts, lines = read_texts(args, args.input)
+    engine = ray_engine(args, args.shard_size)
+    if args.index == "ivf-pq" and engine is None:
+        raise ConfigError("--index ivf-pq is built on the cluster: add --engine ray (or use ivf)")
+    if engine is not None:
+        result, texts, lines, count = _dedup_on_ray(args, engine)
+    else:
+        texts, lines = read_texts(args, args.input)
+        model = load_model(args)
+        result = find_duplicates(
+            model, texts, args.threshold, args.similarity, args.top_k, args.index, args.batch_size,
+            args.embeddings, show_progress_bar=not args.quiet, backend=args.backend,
+        )  # fmt: skip
+        count = len(texts)
     # i, j count the kept texts; when rows were skipped, their input lines are given too
     lines = lines if bad_rows(args).skip else None
-    model = load_model(args)
-    result = find_duplicates(
-        model, texts, args.threshold, args.similarity, args.top_k, args.index, args.batch_size,
-        args.embeddings, show_progress_bar=not args.quiet, backend=args.backend,
-    )  # fmt: skip
     pairs = pair_rows(result.pairs, texts, lines)
     write_rows(output, pairs)
     groups = group_rows(result.groups, texts, lines)
     write_rows(groups_path, groups)
     summary = {
-        "texts": len(texts),
+        "texts": count,
         "pairs": len(pairs),
         "groups": len(groups),
         "texts_in_groups": sum(g["size"] for g in groups),
@@ -83,7 +107,46 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def pair_rows(pairs, texts: list[str], lines: list[int] | None) -> list[dict]:
+def _dedup_on_ray(args: argparse.Namespace, engine):
+    """Encode on the cluster into the --embeddings directory (a temporary one beside --output without it),
+    search it shard by shard, and fetch the texts of the rows in pairs only: (result, {row: text},
+    {row: line}, number of texts)."""
+    import tempfile
+    import time
+
+    from ..engines.ray import ModelSpec, Reading
+    from ..io.streaming import weights_fingerprint
+    from ..search.corpus import DedupResult, _rule
+    from ..search.duplicates import cluster_duplicates
+
+    model = load_model(args)
+    threshold, similarity = _rule(model, args.threshold, args.similarity)
+    fingerprint = weights_fingerprint(model.tower("a"))
+    spec = ModelSpec(args.model, "model", "a", args.allow_pickle, args.backend, args.batch_size, None)
+    reading = Reading(args.column, bad_rows(args).policy)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    with engine, tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as scratch:
+        folder = Path(args.embeddings) if args.embeddings else Path(scratch) / "embeddings"
+        started = time.perf_counter()
+        plan = engine.plan(args.input)
+        report = engine.encode_to_folder(
+            args.input, folder, spec, reading, fingerprint, f"tower a, weights {fingerprint}", bad_rows(args),
+            plan,
+        )  # fmt: skip
+        timings["encode_seconds"] = time.perf_counter() - started
+        started = time.perf_counter()
+        pairs, kind = engine.search_pairs(folder, threshold, similarity, args.top_k, args.index)
+        timings["search_seconds"] = time.perf_counter() - started
+        groups = cluster_duplicates(report["count"], pairs)
+        found = engine.texts_of(folder, plan, reading, [r for i, j, _ in pairs for r in (i, j)])
+    texts = {row: text for row, (text, _) in found.items()}
+    lines = {row: line for row, (_, line) in found.items()}
+    return DedupResult(pairs, groups, threshold, similarity, kind, timings), texts, lines, report["count"]
+
+
+def pair_rows(pairs, texts, lines) -> list[dict]:
     """The rows of the pairs file: i, j, score, both texts (and their input lines when given)."""
     return [
         {"i": i, "j": j, "score": round(score, 6), "text_i": texts[i], "text_j": texts[j]}
@@ -92,7 +155,7 @@ def pair_rows(pairs, texts: list[str], lines: list[int] | None) -> list[dict]:
     ]
 
 
-def group_rows(groups, texts: list[str], lines: list[int] | None) -> list[dict]:
+def group_rows(groups, texts, lines) -> list[dict]:
     """The rows of the groups file: members, texts and representative (and input lines when given)."""
     return [
         {

@@ -14,8 +14,10 @@ from ..io.safe_io import atomic_write_bytes, atomic_write_text
 from .options import (
     add_backend,
     add_common,
+    add_engine,
     add_model,
     bad_rows,
+    ray_engine,
     read_texts,
 )
 
@@ -28,14 +30,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="embed texts from .txt/.csv/.tsv/.jsonl/.parquet into a .npy file or a sharded directory",
     )
     add_model(p)
-    p.add_argument("--input", required=True, help=".txt (one text per line), .csv/.tsv/.jsonl (see --column)")
+    p.add_argument(
+        "--input",
+        required=True,
+        help=".txt (one text per line), .csv/.tsv/.jsonl/.parquet (see --column); or a directory or glob of "
+        "them, read in sorted order",
+    )
     p.add_argument(
         "--output",
         required=True,
         help="output .npy, shape (N, D), float32, input order; or a directory: shards + manifest written "
         "as they are done, and a rerun after an interruption encodes only the missing shards",
     )
-    p.add_argument("--shard-size", type=int, default=10_000, help="texts per shard (directory output)")
+    p.add_argument(
+        "--shard-size",
+        type=int,
+        default=10_000,
+        help="texts per shard (directory output); with --engine ray, rows per piece of work (at most)",
+    )
     p.add_argument("--column", default="text", help="column/key holding the text for csv/tsv/jsonl")
     p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
     add_backend(p)
@@ -45,6 +57,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         choices=("fp32", "bf16", "fp16"),
         help="torch backend: autocast precision (bf16/fp16 are for GPUs; fp16 needs CUDA)",
     )
+    add_engine(p)
     return add_common(p, batch_size=32)
 
 
@@ -56,8 +69,11 @@ def run(args: argparse.Namespace) -> int:
     if output.suffix not in (".npy", "") and not output.is_dir():
         raise ConfigError(f"--output {output}: expected a .npy file name or a directory (sharded, resumable)")
     sharded = output.suffix != ".npy"
-    if sharded and args.precision != "fp32":
+    engine = ray_engine(args, args.shard_size)
+    if sharded and args.precision != "fp32" and engine is None:
         raise ConfigError("--precision applies to .npy output; a sharded directory is encoded in fp32")
+    if engine is not None:
+        return _run_on_ray(args, engine, output, sharded)
     texts, lines = read_texts(args, args.input)
     encoder = SiameseEncoder.from_pretrained(args.model, allow_pickle=args.allow_pickle)
     if sharded:
@@ -66,6 +82,36 @@ def run(args: argparse.Namespace) -> int:
         report = _encode_to_npy(args, encoder, texts, output)
     _write_lines(args, output, lines)
     print(json.dumps(report))
+    return 0
+
+
+def _run_on_ray(args: argparse.Namespace, engine, output: Path, sharded: bool) -> int:
+    """``--engine ray``: the actors encode the pieces of the input into shards (see ``engines.ray``)."""
+    from ..engines.ray import ModelSpec, Reading
+    from ..io.streaming import weights_fingerprint
+    from ..models.encoder import SiameseEncoder
+
+    if args.shard_size < 1:
+        raise ConfigError(f"--shard-size must be >= 1, got {args.shard_size}")
+    # the driver loads the model once, for the fingerprint every actor's copy must match
+    fingerprint = weights_fingerprint(
+        SiameseEncoder.from_pretrained(args.model, allow_pickle=args.allow_pickle)
+    )
+    model = ModelSpec(
+        args.model, "encoder", "a", args.allow_pickle, args.backend, args.batch_size, args.normalize,
+        args.precision,
+    )  # fmt: skip
+    reading = Reading(args.column, bad_rows(args).policy)
+    identity = f"{args.model}, weights {fingerprint}"
+    with engine:
+        plan = engine.plan(args.input)
+        job = engine.encode_to_folder if sharded else engine.encode_to_npy
+        report = job(args.input, output, model, reading, fingerprint, identity, bad_rows(args), plan)
+    lines = report.pop("lines", None)
+    if lines is not None:
+        _write_lines(args, output, lines)
+    report["skipped_rows"] = bad_rows(args).total
+    print(json.dumps({"output": str(output), "engine": "ray", **report}))
     return 0
 
 

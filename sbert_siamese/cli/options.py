@@ -10,6 +10,7 @@ import argparse
 import copy
 import csv
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -118,12 +119,58 @@ def add_backend(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_search_options(p: argparse.ArgumentParser, top_k_help: str | None, embeddings_help: str) -> None:
+def add_engine(p: argparse.ArgumentParser, piece: str = "--shard-size") -> None:
+    """``--engine`` and the Ray options of the corpus jobs (encode, dedup, archive add)."""
+    from ..engines import ENGINES
+
+    g = p.add_argument_group(
+        "engine",
+        "where the job runs: here, or on a Ray cluster (pip install 'sbert-siamese[ray]'; inputs, model and "
+        f"outputs on a filesystem every node sees; {piece} rows per piece of work)",
+    )
+    g.add_argument(
+        "--engine", default="local", choices=ENGINES, help="local: this process; ray: a Ray cluster"
+    )
+    g.add_argument(
+        "--ray-address",
+        help="the cluster to join: auto (the one `ray start` joined this machine to) or ray://HOST:10001; "
+        "default: start a Ray on this machine",
+    )
+    g.add_argument(
+        "--actors", type=int, help="encoders in the actor pool; default: as many as the cluster fits"
+    )
+    g.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs each encoder actor reserves")
+    g.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs each encoder actor reserves")
+
+
+def ray_engine(args: argparse.Namespace, piece_rows: int):
+    """The ``RayEngine`` of ``--engine ray`` and its options (a context manager), or None for local."""
+    if getattr(args, "engine", "local") != "ray":
+        for option in ("ray_address", "actors"):
+            if getattr(args, option, None) is not None:
+                raise ConfigError(f"--{option.replace('_', '-')} applies to --engine ray")
+        return None
+    from ..engines.ray import RayEngine, import_ray
+
+    import_ray()  # Ray Data sets up its loggers on import: quiet them after
+    # Ray's own INFO lines (execution plans, progress notes) would bury the command's output
+    for name in [n for n in logging.root.manager.loggerDict if n == "ray" or n.startswith("ray.")]:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return RayEngine(
+        address=args.ray_address, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
+        gpus_per_actor=args.gpus_per_actor, piece_rows=piece_rows,
+        show_progress=not getattr(args, "quiet", True),
+    )  # fmt: skip
+
+
+def add_search_options(
+    p: argparse.ArgumentParser, top_k_help: str | None, embeddings_help: str, extra_kinds: tuple = ()
+) -> None:
     """``--top-k``, ``--index`` and ``--embeddings`` of the commands that search a corpus (dedup, search)."""
     from ..search import KINDS
 
     p.add_argument("--top-k", type=int, default=10, help=top_k_help)
-    p.add_argument("--index", default="auto", choices=KINDS, help="nearest-neighbour index")
+    p.add_argument("--index", default="auto", choices=KINDS + extra_kinds, help="nearest-neighbour index")
     p.add_argument("--embeddings", help=embeddings_help)
 
 
@@ -162,12 +209,13 @@ def read_pairs(args: argparse.Namespace, path: str, label: str | None = None):
     return [e.texts[0] for e in examples], [e.texts[1] for e in examples], labels
 
 
-def read_texts(args: argparse.Namespace, path: str) -> tuple[list[str], list[int]]:
-    """The texts of ``path`` (its ``--column`` for a table) and the input line of each (rows can be
-    skipped under ``--on-bad-rows skip``, so text i need not be line i + 1)."""
-    from ..data.readers import read_texts_with_lines
+def read_texts(args: argparse.Namespace, path: str) -> tuple[list[str], list]:
+    """The texts of ``path`` (one file, a directory or a glob; its ``--column`` for a table) and the input
+    line of each (``path:line`` with several files; rows can be skipped under ``--on-bad-rows skip``, so
+    text i need not be line i + 1)."""
+    from ..engines.local import read_inputs
 
-    return read_texts_with_lines(path, args.column, bad_rows(args))
+    return read_inputs(path, args.column, bad_rows(args))
 
 
 def rows_output(path: str) -> Path:
