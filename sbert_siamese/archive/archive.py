@@ -94,6 +94,7 @@ class Archive:
         self.store = store
         self.backend = backend
         self.batch_size = batch_size
+        self.allow_pickle = False
         self.fingerprint = manifest["model"]["fingerprint"]
         override = manifest.get("threshold")
         self.threshold = (
@@ -181,7 +182,7 @@ class Archive:
                 field="model",
             )
         store = Store(path / DATABASE)
-        return cls(
+        archive = cls(
             path,
             manifest,
             loaded,
@@ -189,6 +190,8 @@ class Archive:
             check_backend(backend or manifest.get("backend", "torch")),
             batch_size,
         )
+        archive.allow_pickle = allow_pickle  # how a worker of the cluster engine loads the model too
+        return archive
 
     def close(self) -> None:
         """Save a faiss index that grew since it was saved (so the next open need not catch up), then close

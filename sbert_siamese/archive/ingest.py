@@ -306,9 +306,10 @@ def add_file(
         file=sys.stderr,
     )
     chunk: list[tuple[int, str, int | None]] = []
+    reached = last_line
 
-    def flush(final: bool, vectors: np.ndarray | None = None) -> None:
-        nonlocal committed
+    def flush(final: bool, vectors: np.ndarray | None = None, covers: int | None = None) -> None:
+        nonlocal committed, reached
         rows = [NewRow(offset + line if qid is None else qid, text, None) for line, text, qid in chunk]
         if vectors is None:
             vectors = (
@@ -316,7 +317,8 @@ def add_file(
                 if rows
                 else np.zeros((0, archive.dim), np.float32)
             )
-        end = chunk[-1][0] if chunk else last_line
+        # the last line this chunk covers (a piece of skipped rows covers lines too); never backwards
+        end = reached = max(reached, covers if covers is not None else chunk[-1][0] if chunk else last_line)
 
         def record(conn):
             store.save_ingest(conn, source, offset, end, committed + len(rows), final)
@@ -349,9 +351,11 @@ def add_file(
             from ..engines.ray import Reading, archive_work
 
             reading = Reading(column, bad_rows.policy, "archive", id_column)
-            for rows, vectors in engine.archive_chunks(archive, path, plan, reading, last_line, bad_rows):
+            for rows, vectors, covers in engine.archive_chunks(
+                archive, path, plan, reading, last_line, bad_rows
+            ):
                 chunk.extend(rows)
-                flush(False, vectors)
+                flush(False, vectors, covers)
         flush(True)
     finally:
         bar.close()

@@ -114,11 +114,15 @@ def _dedup_on_ray(args: argparse.Namespace, engine):
     import tempfile
     import time
 
-    from ..engines.ray import ModelSpec, Reading
+    from ..engines.ray import RAY_INDEX_KINDS, ModelSpec, Reading
     from ..io.streaming import weights_fingerprint
     from ..search.corpus import DedupResult, _rule
     from ..search.duplicates import cluster_duplicates
 
+    if args.index not in RAY_INDEX_KINDS:  # before hours of encoding, not after
+        raise ConfigError(f"--index {args.index}: with --engine ray, one of {', '.join(RAY_INDEX_KINDS)}")
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
     model = load_model(args)
     threshold, similarity = _rule(model, args.threshold, args.similarity)
     fingerprint = weights_fingerprint(model.tower("a"))

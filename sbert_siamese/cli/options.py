@@ -146,8 +146,9 @@ def add_engine(p: argparse.ArgumentParser, piece: str = "--shard-size") -> None:
 def ray_engine(args: argparse.Namespace, piece_rows: int):
     """The ``RayEngine`` of ``--engine ray`` and its options (a context manager), or None for local."""
     if getattr(args, "engine", "local") != "ray":
-        for option in ("ray_address", "actors"):
-            if getattr(args, option, None) is not None:
+        defaults = {"ray_address": None, "actors": None, "cpus_per_actor": 1.0, "gpus_per_actor": 0.0}
+        for option, default in defaults.items():
+            if getattr(args, option, default) != default:
                 raise ConfigError(f"--{option.replace('_', '-')} applies to --engine ray")
         return None
     from ..engines.ray import RayEngine, import_ray

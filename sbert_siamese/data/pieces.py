@@ -33,6 +33,10 @@ def input_files(spec: str | Path) -> list[Path]:
     glob pattern; sorted by name. Errors name the spec and what was expected."""
     spec = str(spec)
     path = Path(spec)
+    if path.is_file():  # a name that exists is never a pattern, even with [ ] * ? in it
+        if path.suffix.lower() not in SUFFIXES:
+            raise ConfigError(f"{spec}: unsupported input type {path.suffix!r}; use {', '.join(SUFFIXES)}")
+        return [path]
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
         if not files:
@@ -75,7 +79,11 @@ class Piece:
     header_line: int | None = None  # csv/tsv: the line the header ends on
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As JSON has it (the header a list), so a manifest read back compares equal."""
+        data = asdict(self)
+        if data["header"] is not None:
+            data["header"] = list(data["header"])
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Piece:
@@ -139,6 +147,7 @@ def _plan_text(path: Path, fmt: str, file: int, rows: int, max_bytes: int) -> di
     header_at = None
     tabular = fmt in TABLE_FORMATS
     quoted = tabular and TABLE_FORMATS[fmt][1] != csv.QUOTE_NONE
+    delimiter = ord(TABLE_FORMATS[fmt][0]) if tabular else 0
     start = offset = 0  # the current piece's first byte; the next line's first byte
     first_line = 1
     records = 0
@@ -159,16 +168,16 @@ def _plan_text(path: Path, fmt: str, file: int, rows: int, max_bytes: int) -> di
                     start, first_line = offset, line_no + 1
                     continue
                 header_lines.append(raw)
-                if quoted and raw.count(b'"') % 2:
-                    inside = not inside
+                if quoted:
+                    inside = _quoted_after(raw, inside, delimiter)
                 if inside:
                     continue
                 header = _parse_header(b"".join(header_lines), fmt, name, line_no)
                 header_at = line_no
                 start, first_line = offset, line_no + 1
                 continue
-            if quoted and raw.count(b'"') % 2:
-                inside = not inside
+            if quoted:
+                inside = _quoted_after(raw, inside, delimiter)
             if inside:
                 continue
             if fmt == "txt" or not blank:
@@ -195,6 +204,29 @@ def _plan_text(path: Path, fmt: str, file: int, rows: int, max_bytes: int) -> di
         "header": header,
         "header_line": header_at,
     }
+
+
+def _quoted_after(raw: bytes, inside: bool, delimiter: int) -> bool:
+    """Whether a csv record goes on past this line: ``raw`` read with the csv module's rules (a quote opens
+    a quoted field only at the start of a field, ``""`` inside one is a quote), starting inside a quoted
+    field or not."""
+    if not inside and b'"' not in raw:
+        return False
+    at_start = not inside  # a line outside quotes starts a record, so a field
+    i, n = 0, len(raw)
+    while i < n:
+        c = raw[i]
+        if inside:
+            if c == 34:  # "
+                if i + 1 < n and raw[i + 1] == 34:
+                    i += 2
+                    continue
+                inside = False
+        elif c == 34 and at_start:
+            inside = True
+        at_start = not inside and c == delimiter
+        i += 1
+    return inside
 
 
 def _parse_header(raw: bytes, fmt: str, path: str, line: int) -> tuple[str, ...]:

@@ -144,6 +144,13 @@ class Plan:
     headers: list[dict] = field(default_factory=list)  # per file: header, header_line
 
 
+def _in_directory(cwd: str, function, *args):
+    """Run ``function(*args)`` in ``cwd`` (the driver's working directory) where this node has it."""
+    with contextlib.suppress(OSError):
+        os.chdir(cwd)
+    return function(*args)
+
+
 def _fault(where: str, folder: Path, done: int, faults: str | None = None) -> None:
     """Tests only: with ``SBERT_SIAMESE_FAULTS=where:N`` in the driver's environment (the driver hands it to
     the actors), this process kills itself (SIGKILL, as the OOM killer or a lost node would) once it has
@@ -176,18 +183,17 @@ class ShardWriter:
     """A Ray Data actor: loads the encoder once, then for each piece reads, encodes and writes its shard."""
 
     def __init__(
-        self,
-        model: ModelSpec,
-        reading: Reading,
-        folder: str,
-        fingerprint: str,
-        threads: int,
-        faults: str = "",
-    ):
+        self, model: ModelSpec, reading: Reading, folder: str, fingerprint: str, threads: int,
+        faults: str = "", cwd: str | None = None,
+    ):  # fmt: skip
         import ray
         import torch
 
         from ..io.streaming import weights_fingerprint
+
+        if cwd is not None:
+            with contextlib.suppress(OSError):
+                os.chdir(cwd)  # relative paths mean what they mean on the driver
 
         torch.set_num_threads(max(1, threads))
         self.model, self.reading, self.folder = model, reading, Path(folder)
@@ -198,6 +204,8 @@ class ShardWriter:
                 f"{model.path} on node {os.uname().nodename} has weights {found}, the driver's have "
                 f"{fingerprint}: every node must see the same model files"
             )
+        if ray.get_gpu_ids():  # --gpus-per-actor: Ray has set CUDA_VISIBLE_DEVICES to this actor's share
+            self.encoder.to("cuda")
         self.done = 0
         self.faults = faults
         self.node = ray.get_runtime_context().get_node_id()
@@ -285,9 +293,15 @@ class RayEngine:
             except ConnectionError as exc:
                 raise ConfigError(f"--ray-address {self.address}: cannot connect ({exc})") from None
             self._started = True
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # the driver shows one bar of its own
-        context.print_on_execution_start = False
+        try:
+            context = ray.data.DataContext.get_current()
+            self._context = (context.enable_progress_bars, context.execution_options.preserve_order)
+            context.enable_progress_bars = False  # the driver shows one bar of its own
+            # pieces come back in input order, so the first bad row reported is the local engine's
+            context.execution_options.preserve_order = True
+        except Exception:
+            self.__exit__(None, None, None)
+            raise
         # Ray prints the cluster's messages (a worker that died, ...) to the driver's standard output; while
         # the engine is in use they go to standard error, so a program's output stays its own.
         self._stdout = contextlib.redirect_stdout(sys.stderr)
@@ -295,24 +309,27 @@ class RayEngine:
         return self
 
     def __exit__(self, *exc) -> None:
+        ray = import_ray()
         try:
+            if getattr(self, "_context", None) is not None:
+                context = ray.data.DataContext.get_current()
+                context.enable_progress_bars, context.execution_options.preserve_order = self._context
+                self._context = None
             if self._started:
-                import_ray().shutdown()
+                ray.shutdown()
                 self._started = False
         finally:
-            self._stdout.__exit__(None, None, None)
+            if getattr(self, "_stdout", None) is not None:
+                self._stdout.__exit__(None, None, None)
+                self._stdout = None
 
     # ----------------------------------------------------------------------------------------- planning
     def plan(self, spec: str | Path) -> Plan:
         """The input's files (listed here) and pieces (one planning task per file, run on the cluster)."""
-        ray = import_ray()
         paths = [str(p) for p in input_files(spec)]
-        task = ray.remote(num_cpus=1, max_retries=3)(plan_file)
+        task = self._task(plan_file, 1)
         plans = _get(
-            [
-                task.remote(path, number, self.piece_rows, self.piece_bytes)
-                for number, path in enumerate(paths)
-            ]
+            [task(path, number, self.piece_rows, self.piece_bytes) for number, path in enumerate(paths)]
         )
         files, pieces, headers = [], [], []
         for path, plan in zip(paths, plans, strict=True):
@@ -321,12 +338,28 @@ class RayEngine:
             headers.append({"header": plan["header"], "header_line": plan["header_line"]})
         return Plan(files, pieces, headers)
 
+    def _task(self, function, cpus: float):
+        """``function`` as a Ray task (retried if its worker dies) run in the driver's working directory, so
+        relative paths mean on every node what they mean here (a shared filesystem mounted alike)."""
+        remote = import_ray().remote(num_cpus=cpus, max_retries=3)(_in_directory)
+        cwd = os.getcwd()
+        return lambda *args: remote.remote(cwd, function, *args)
+
     def pool_size(self) -> int:
+        """``actors``, or as many as the cluster's CPUs (GPUs) fit; a request it can never fit is refused
+        here, rather than left waiting for resources forever."""
+        resources = import_ray().cluster_resources()
+        if self.gpus_per_actor and not resources.get("GPU"):
+            raise ConfigError(f"--gpus-per-actor {self.gpus_per_actor:g}: the cluster has no GPU")
+        if self.cpus_per_actor > resources.get("CPU", 0):
+            raise ConfigError(
+                f"--cpus-per-actor {self.cpus_per_actor:g}: more than the {resources.get('CPU', 0):g} CPUs "
+                "of the whole cluster"
+            )
         if self.actors is not None:
             return self.actors
-        resources = import_ray().cluster_resources()
         if self.gpus_per_actor:
-            return max(1, int(resources.get("GPU", 0) // self.gpus_per_actor))
+            return max(1, int(resources["GPU"] // self.gpus_per_actor))
         return max(1, int(resources.get("CPU", 1) // self.cpus_per_actor))
 
     # ----------------------------------------------------------------------------------------- encoding
@@ -341,12 +374,14 @@ class RayEngine:
         bad_rows: BadRows | None = None,
         plan: Plan | None = None,
         pieces: Sequence[int] | None = None,
+        scratch: bool = False,
     ) -> dict:
         """Encode every piece of ``spec`` into the embedding directory ``folder`` (resuming one an earlier
         run left), and write its manifest. ``fingerprint``: the weights every actor must load (see
         ``weights_fingerprint``); ``identity``: the model as the manifest names it. ``pieces``: only these
         (indices into the plan), for a caller that needs part of the input; the manifest then stays
-        partial. Returns a report (``shards``, ``reused``, ``encoded``, ``count``, ``dimension``,
+        partial. ``scratch``: ``folder`` is ours alone (a work folder): one left by another job is replaced,
+        not refused. Returns a report (``shards``, ``reused``, ``encoded``, ``count``, ``dimension``,
         ``truncated``); rows skipped under ``reading.policy`` are added to ``bad_rows``."""
         ray = import_ray()
         folder = Path(folder)
@@ -360,13 +395,14 @@ class RayEngine:
             "engine": "ray",
             "model": identity,
             "backend": model.backend,
+            "precision": model.precision,  # bf16 shards never mix with fp32 ones
             "normalize": model.normalize,
             "reading": asdict(reading),
             "shard_size": self.piece_rows,
             "sources": [{"path": f["path"], "sha256": f["sha256"]} for f in plan.files],
             "pieces": [p.to_dict() for p in plan.pieces],
         }
-        _check_folder(folder, expected)
+        _check_folder(folder, expected, scratch)
         wanted = range(len(plan.pieces)) if pieces is None else pieces
         todo = [k for k in wanted if read_sidecar(folder, k) is None]
         report = {"shards": len(wanted), "reused": len(wanted) - len(todo), "encoded": 0}
@@ -377,6 +413,7 @@ class RayEngine:
                 fn_constructor_kwargs={
                     "model": model, "reading": reading, "folder": str(folder), "fingerprint": fingerprint,
                     "threads": int(self.cpus_per_actor), "faults": os.environ.get(FAULTS_ENV, ""),
+                    "cwd": os.getcwd(),
                 },
                 batch_size=1,
                 compute=ray.data.ActorPoolStrategy(size=min(self.pool_size(), len(items))),
@@ -423,7 +460,7 @@ class RayEngine:
         ``.npy`` array assembled shard by shard, written under a temporary name and renamed."""
         output = Path(output)
         parts = output.with_name(output.name + ".parts")
-        report = self.encode_to_folder(spec, parts, *args, **kwargs)
+        report = self.encode_to_folder(spec, parts, *args, **kwargs, scratch=True)
         sizes = shard_sizes(_read_json(parts / MANIFEST))
         tmp = output.with_name(output.name + ".tmp")
         with writing(output, "the embeddings"):
@@ -477,23 +514,23 @@ class RayEngine:
             if similarity == "cosine":
                 corpus /= np.maximum(np.linalg.norm(corpus, axis=1, keepdims=True), 1e-12)
             ref = ray.put(corpus)
-            task = ray.remote(num_cpus=self.cpus_per_actor, max_retries=3)(_exact_pairs)
-            parts = _get([task.remote(ref, start, start + sizes[i], k, threshold, int(self.cpus_per_actor))
+            task = self._task(_exact_pairs, self.cpus_per_actor)
+            parts = _get([task(ref, start, start + sizes[i], k, threshold, int(self.cpus_per_actor))
                           for i, start in enumerate(starts) if sizes[i]])  # fmt: skip
         else:
             trained, nprobe = _train_ivf(folder, sizes, similarity, kind, nlist, nprobe)
-            add = ray.remote(num_cpus=self.cpus_per_actor, max_retries=3)(_ivf_add)
+            add = self._task(_ivf_add, self.cpus_per_actor)
             trained_ref = ray.put(trained)
-            filled = _get([add.remote(trained_ref, path, start, similarity) for path, start in shards])
+            filled = _get([add(trained_ref, path, start, similarity) for path, start in shards])
             merged_ref = ray.put(_ivf_merge(trained, filled))
             del filled
-            search = ray.remote(num_cpus=self.cpus_per_actor, max_retries=3)(_ivf_search)
+            search = self._task(_ivf_search, self.cpus_per_actor)
             refine = (
                 (str(folder), sizes) if kind == "ivf-pq" else None
             )  # compressed scores: re-scored exactly
             threads = int(self.cpus_per_actor)
-            parts = _get([search.remote(merged_ref, path, start, k, threshold, similarity, nprobe, threads,
-                                        refine) for path, start in shards])  # fmt: skip
+            parts = _get([search(merged_ref, path, start, k, threshold, similarity, nprobe, threads,
+                                 refine) for path, start in shards])  # fmt: skip
         rows = np.concatenate([p[0] for p in parts])
         cols = np.concatenate([p[1] for p in parts])
         vals = np.concatenate([p[2] for p in parts])
@@ -502,16 +539,15 @@ class RayEngine:
     def texts_of(self, folder: str | Path, plan: Plan, reading: Reading, rows: Sequence[int]) -> dict:
         """``{row: (text, line)}`` for the given rows of an embedding directory made by this engine, each
         piece read by one task (the driver never reads the corpus)."""
-        ray = import_ray()
         manifest = _read_json(Path(folder) / MANIFEST)
         starts = [s["first_row"] for s in manifest["shards"]]
         wanted: dict[int, list[int]] = {}
         for row in sorted(set(int(r) for r in rows)):
             shard = int(np.searchsorted(starts, row, side="right")) - 1
             wanted.setdefault(shard, []).append(row - starts[shard])
-        task = ray.remote(num_cpus=1, max_retries=3)(_piece_texts)
+        task = self._task(_piece_texts, 1)
         keys = list(wanted)
-        found = _get([task.remote(plan.pieces[k].to_dict(), reading, wanted[k]) for k in keys])
+        found = _get([task(plan.pieces[k].to_dict(), reading, wanted[k]) for k in keys])
         result = {}
         for shard, pairs in zip(keys, found, strict=True):
             path = plan.files[plan.pieces[shard].file]["path"]
@@ -523,21 +559,25 @@ class RayEngine:
     # ------------------------------------------------------------------------------------- archive add
     def archive_chunks(
         self, archive, path: str | Path, plan: Plan, reading: Reading, after_line: int, bad_rows: BadRows
-    ) -> Iterator[tuple[list[tuple[int, str, int | None]], np.ndarray]]:
-        """The rows of one file after ``after_line`` with their embeddings, a piece at a time in input order:
+    ) -> Iterator[tuple[list[tuple[int, str, int | None]], np.ndarray, int]]:
+        """The rows of one file after ``after_line`` with their embeddings and the last line the piece
+        covers, a piece at a time in input order:
         encoded on the cluster into a work folder inside the archive (reused by a rerun), then read back
         here to be committed. The caller removes the work folder (``archive_work``) when all is committed."""
         from ..io.streaming import weights_fingerprint
 
         tower = archive.model.tower("b")
         source = getattr(archive.model.encoder, "source_path", None) or archive.manifest["model"]["path"]
-        model = ModelSpec(str(source), "model", "b", False, archive.backend, archive.batch_size, None)
-        ends = [p.first_line - 1 for p in plan.pieces[1:]] + [None]
-        todo = [k for k, end in enumerate(ends) if end is None or end > after_line]
+        allow_pickle = getattr(archive, "allow_pickle", False)
+        model = ModelSpec(str(source), "model", "b", allow_pickle, archive.backend, archive.batch_size, None)
+        last = max(plan.files[0]["lines"] + 1, after_line)  # past the last line, with or without a newline
+        ends = [p.first_line - 1 for p in plan.pieces[1:]] + [last]
+        todo = [k for k, end in enumerate(ends) if end > after_line]
         folder = archive_work(archive, plan)
         fingerprint = weights_fingerprint(tower)
-        self.encode_to_folder(path, folder, model, reading, fingerprint, f"archive tower b, weights "
-                              f"{fingerprint}", BadRows(reading.policy), plan, todo)  # fmt: skip
+        identity = f"archive tower b, weights {fingerprint}"
+        self.encode_to_folder(path, folder, model, reading, fingerprint, identity, BadRows(reading.policy),
+                              plan, todo, scratch=True)  # fmt: skip
         for k in todo:
             info = read_sidecar(folder, k)
             texts, lines, ids = reading.rows(plan.pieces[k], bad_rows)
@@ -545,7 +585,7 @@ class RayEngine:
                 raise ModelFormatError(f"{folder}: shard {k} does not match its piece of {path}; delete it")
             vectors = np.load(_shard_path(folder, k))
             keep = [i for i, line in enumerate(lines) if line > after_line]
-            yield [(lines[i], texts[i], ids[i]) for i in keep], vectors[keep]
+            yield [(lines[i], texts[i], ids[i]) for i in keep], vectors[keep], ends[k]
 
 
 def archive_work(archive, plan: Plan) -> Path:
@@ -608,7 +648,7 @@ def _read_json(path: Path) -> dict:
         raise ModelFormatError(f"{path}: cannot read ({exc})") from None
 
 
-def _check_folder(folder: Path, expected: dict) -> None:
+def _check_folder(folder: Path, expected: dict, scratch: bool = False) -> None:
     """A new folder gets the manifest of this job (count unknown); an existing one must have been made by
     the same job (same model, options, input bytes and pieces) to be continued."""
     with writing(folder, "the embedding folder"):
@@ -617,6 +657,10 @@ def _check_folder(folder: Path, expected: dict) -> None:
     if path.exists():
         manifest = _read_json(path)
         different = [key for key, value in expected.items() if manifest.get(key) != value]
+        if different and scratch:
+            logger.info("%s: left by another job (%s); starting afresh", folder, ", ".join(different))
+            shutil.rmtree(folder)
+            return _check_folder(folder, expected)
         if different:
             raise ConfigError(
                 f"{folder} holds embeddings made by another job (different {', '.join(different)}); use a "

@@ -26,6 +26,7 @@ FILES = {
     "quoted.csv": (
         b'id,text\n1,"a, b"\n2,"line one\nline two"\n\n3,plain\n4,"say ""hi"""\n5,"x\r\ny"\n6,last\n'
     ),
+    "stray_quote.csv": b'text,label\nHe is 6" tall,1\n"multi\nline",2\nend,3\n"a ""quoted"" one",4\n',
     "wrong_fields.csv": b"id,text\n1,ok\n2,too,many\n3,fine\n4\n5,end\n",
     "blank_before_header.csv": b"\n\nid,text\n1,a\n2,b\n",
     "bad_utf8.csv": b"id,text\n1,ok\n2,b\xffad\n3,fine\n",
@@ -150,6 +151,9 @@ def test_input_files_take_a_file_a_directory_or_a_glob_in_sorted_order(tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no .txt, .csv"):
         input_files(tmp_path / "empty")
+    (tmp_path / "q[1].txt").write_text("literal\n")
+    (tmp_path / "q1.txt").write_text("the pattern's match\n")
+    assert [p.name for p in input_files(tmp_path / "q[1].txt")] == ["q[1].txt"]  # a name that exists
     plan = plan_inputs(str(tmp_path / "[ab].*"))
     assert [f["path"] for f in plan["files"]] == [str(tmp_path / "a.jsonl"), str(tmp_path / "b.txt")]
     assert [p.file for p in plan["pieces"]] == [0, 1]

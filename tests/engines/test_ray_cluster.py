@@ -35,13 +35,14 @@ def cluster():
     nodes.shutdown()
 
 
-def cli(*args, env: dict | None = None) -> subprocess.CompletedProcess:
+def cli(*args, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "sbert_siamese", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=600,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
 
 
@@ -54,9 +55,10 @@ def local_npy(capsys, model, source, output) -> np.ndarray:
 def test_actors_on_two_nodes_write_the_local_embeddings(cluster, tiny_bert_dir, corpus, tmp_path, capsys):
     expected = local_npy(capsys, tiny_bert_dir, corpus, tmp_path / "local.npy")
     folder = tmp_path / "ray"
-    result = cli("encode", "--model", tiny_bert_dir, "--input", corpus, "--output", folder,
+    # relative paths, as a user types them: the workers (started elsewhere) resolve them as the driver does
+    result = cli("encode", "--model", tiny_bert_dir, "--input", corpus.name, "--output", "ray",
                  "--shard-size", 15, "--engine", "ray", "--ray-address", cluster.address, "--actors", 2,
-                 "-q")  # fmt: skip
+                 "-q", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1])["count"] == 120
     assert len({info["node"] for info in sidecars(folder)}) == 2  # one actor on each node

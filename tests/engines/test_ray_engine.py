@@ -100,6 +100,25 @@ def test_a_directory_input_with_bad_rows_skipped_matches_the_local_engine(
     assert len(summaries) == 2 and summaries[0] == summaries[1]
 
 
+def test_a_csv_input_is_resumed_too(tiny_bert_dir, tmp_path, capsys):
+    source = tmp_path / "q.csv"
+    source.write_text("id,text\n" + "".join(f'{i},"{t}"\n' for i, t in enumerate(corpus_texts(40))))
+    args = [
+        "encode",
+        "--model",
+        tiny_bert_dir,
+        "--input",
+        source,
+        "--output",
+        tmp_path / "emb",
+        "--shard-size",
+        9,
+    ]
+    first = run(capsys, *args, *RAY)
+    again = run(capsys, *args, *RAY)
+    assert (first["encoded"], again["reused"], again["encoded"]) == (5, 5, 0)
+
+
 @pytest.mark.parametrize(
     "name, content, column",
     [
@@ -267,6 +286,10 @@ def test_ray_options_are_checked(tiny_bert_dir, corpus, tmp_path, capsys):
     ]
     assert main([*base, "--actors", "2"]) == 2
     assert "--actors applies to --engine ray" in capsys.readouterr().err
+    assert main([*base, "--cpus-per-actor", "2"]) == 2
+    assert "--cpus-per-actor applies to --engine ray" in capsys.readouterr().err
+    assert main([*base, "--engine", "ray", "--gpus-per-actor", "1"]) == 2
+    assert "the cluster has no GPU" in capsys.readouterr().err
     assert main([*base, "--engine", "ray", "--actors", "0"]) == 2
     assert "--actors must be >= 1" in capsys.readouterr().err
     sidecar_free = sidecars(tmp_path)
