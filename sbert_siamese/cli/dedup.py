@@ -59,6 +59,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=10_000,
         help="--engine ray: texts per piece of work and embedding shard",
     )
+    p.add_argument("--nlist", type=int, help="--engine ray, ivf / ivf-pq: k-means lists; default 1.6 sqrt(N)")
+    p.add_argument(
+        "--nprobe",
+        type=int,
+        help="--engine ray, ivf / ivf-pq: lists probed per text; default 16 (see README)",
+    )
     add_engine(p)
     return add_common(p, batch_size=64)
 
@@ -75,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     engine = ray_engine(args, args.shard_size)
     if args.index == "ivf-pq" and engine is None:
         raise ConfigError("--index ivf-pq is built on the cluster: add --engine ray (or use ivf)")
+    if engine is None and (args.nlist or args.nprobe):
+        raise ConfigError("--nlist and --nprobe apply to --engine ray (its ivf / ivf-pq search)")
     if engine is not None:
         result, texts, lines, count = _dedup_on_ray(args, engine)
     else:
@@ -121,8 +129,10 @@ def _dedup_on_ray(args: argparse.Namespace, engine):
 
     if args.index not in RAY_INDEX_KINDS:  # before hours of encoding, not after
         raise ConfigError(f"--index {args.index}: with --engine ray, one of {', '.join(RAY_INDEX_KINDS)}")
-    if args.top_k < 1:
-        raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
+    for option in ("top_k", "nlist", "nprobe"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
     model = load_model(args)
     threshold, similarity = _rule(model, args.threshold, args.similarity)
     fingerprint = weights_fingerprint(model.tower("a"))
@@ -141,7 +151,9 @@ def _dedup_on_ray(args: argparse.Namespace, engine):
         )  # fmt: skip
         timings["encode_seconds"] = time.perf_counter() - started
         started = time.perf_counter()
-        pairs, kind = engine.search_pairs(folder, threshold, similarity, args.top_k, args.index)
+        pairs, kind = engine.search_pairs(
+            folder, threshold, similarity, args.top_k, args.index, args.nlist, args.nprobe
+        )
         timings["search_seconds"] = time.perf_counter() - started
         groups = cluster_duplicates(report["count"], pairs)
         found = engine.texts_of(folder, plan, reading, [r for i, j, _ in pairs for r in (i, j)])

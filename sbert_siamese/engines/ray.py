@@ -61,6 +61,11 @@ FAULTS_ENV = "SBERT_SIAMESE_FAULTS"  # tests only: "actor:N" / "driver:N" kill t
 IVF_KINDS = ("ivf", "ivf-pq")
 RAY_INDEX_KINDS = ("auto", "exact", *IVF_KINDS)
 PQ_DIMS_PER_CODE = 8  # ivf-pq: one byte per 8 dimensions (48 bytes for a 384-d vector)
+# Lists an IVF dedup search probes per text. Near-duplicates sit in the same or the next list: at 100k real
+# questions (all-MiniLM-L6-v2, cosine >= 0.9, 506 lists) nprobe 4 finds 99.85% of exact search's pairs, 8
+# finds 99.99%, 16 all of them, in 7.5 / 8.8 / 15 s against 40 s for the search-wide default (nlist / 10),
+# which scans a tenth of the corpus per text and so grows with n squared.
+DEDUP_NPROBE = 16
 
 
 def import_ray():
@@ -777,14 +782,14 @@ def _train_ivf(folder: Path, sizes: list[int], similarity: str, kind: str, nlist
 
     from ..search.clustered import KMEANS_ITERATIONS, KMEANS_SAMPLE_PER_LIST, _kmeans
     from ..search.exact import DEFAULT_CHUNK_SIZE
-    from ..search.faiss_index import _import_faiss, ivf_nlist, ivf_nprobe
+    from ..search.faiss_index import _import_faiss, ivf_nlist
 
     faiss = _import_faiss()
     n = sum(sizes)
     nlist = nlist or ivf_nlist(n)
     if nlist > n:
         raise ConfigError(f"nlist={nlist} is more than the {n} vectors to train on")
-    nprobe = min(nlist, nprobe or ivf_nprobe(nlist))
+    nprobe = min(nlist, nprobe or DEDUP_NPROBE)
     count = min(n, max(KMEANS_SAMPLE_PER_LIST * nlist, 10_000))
     rows = np.sort(np.random.default_rng(0).choice(n, size=count, replace=False))
     sample = _load_rows(folder, sizes, rows)
