@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py --data-dir $(DATA_DIR)
 	$(BIN)/python benchmarks/bench_dedup.py --data-dir $(DATA_DIR)
 	$(BIN)/python benchmarks/bench_serve.py --data-dir $(DATA_DIR)
+	$(BIN)/python benchmarks/bench_scale.py --data-dir $(DATA_DIR)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
