@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.rows import BadRows, _policy
+from ..data.rows import BadRows, _policy, json_object
 from ..errors import ArchiveError, ConfigError, DataError
 from .checks import MAX_ID
 from .store import NewRow
@@ -160,25 +160,8 @@ def _jsonl_records(path: Path, bad_rows: BadRows) -> Iterator[tuple[int, dict]]:
     for line_no, line in _decoded_lines(path, bad_rows):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
-            bad_rows.handle(
-                DataError(
-                    f"invalid JSON ({msg}); expected one JSON object per line",
-                    str(path),
-                    line_no,
-                    "invalid_json",
-                )
-            )
-            continue
-        if not isinstance(row, dict):
-            bad_rows.handle(
-                DataError(
-                    f"expected a JSON object, found {type(row).__name__}", str(path), line_no, "not_an_object"
-                )
-            )
+        row = json_object(line, str(path), line_no, bad_rows)
+        if row is None:
             continue
         yield line_no, row
 

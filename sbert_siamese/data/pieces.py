@@ -15,14 +15,13 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
-import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from .rows import EXTENSIONS, TABLE_FORMATS, BadRows, _policy, _show, _text
+from .rows import EXTENSIONS, TABLE_FORMATS, BadRows, _policy, _show, _text, json_object
 
 SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".parquet")
 DEFAULT_MAX_BYTES = 32 << 20  # a piece's block stays well under Ray Data's 128 MiB block target
@@ -310,26 +309,8 @@ def _jsonl(piece: Piece, bad_rows: BadRows) -> Iterator[tuple[int, dict]]:
         line = line.removesuffix("\r")
         if not ok or not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
-            bad_rows.handle(
-                DataError(
-                    f"invalid JSON ({msg}); expected one JSON object per line", piece.path, line_no,
-                    "invalid_json",
-                )
-            )  # fmt: skip
-            continue
-        if not isinstance(row, dict):
-            bad_rows.handle(
-                DataError(
-                    f"expected a JSON object, found {type(row).__name__}",
-                    piece.path,
-                    line_no,
-                    "not_an_object",
-                )
-            )
+        row = json_object(line, piece.path, line_no, bad_rows)
+        if row is None:
             continue
         yield line_no, row
 

@@ -298,6 +298,27 @@ def _rows_from_table(
         raise DataError("file is empty; expected a header line", path, reason="empty_file")
 
 
+def json_object(line: str, path: str, line_no: int, bad_rows: BadRows) -> dict | None:
+    """The JSON object on one line of a JSONL file, or None once ``bad_rows`` has taken the problem (invalid
+    JSON, or JSON that is not an object). Every JSONL reader goes through here, so all say it alike."""
+    try:
+        row = json.loads(line)
+    except (ValueError, RecursionError) as exc:  # also: nesting too deep, an integer too long
+        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        bad_rows.handle(
+            DataError(
+                f"invalid JSON ({msg}); expected one JSON object per line", path, line_no, "invalid_json"
+            )
+        )
+        return None
+    if not isinstance(row, dict):
+        bad_rows.handle(
+            DataError(f"expected a JSON object, found {type(row).__name__}", path, line_no, "not_an_object")
+        )
+        return None
+    return row
+
+
 def _rows_from_jsonl(
     path: str, expected: str = "sentence pairs", bad_rows: BadRows | None = None
 ) -> Iterator[tuple[int, dict]]:
@@ -306,22 +327,8 @@ def _rows_from_jsonl(
     for line_no, line in _lines(text):
         if line_no in dropped or not line.strip():
             continue  # counted as invalid_utf8 when decoding; blank lines are not rows
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError) as exc:  # also: nesting too deep, an integer too long
-            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
-            bad_rows.handle(
-                DataError(
-                    f"invalid JSON ({msg}); expected one JSON object per line", path, line_no, "invalid_json"
-                )
-            )
-            continue
-        if not isinstance(row, dict):
-            bad_rows.handle(
-                DataError(
-                    f"expected a JSON object, found {type(row).__name__}", path, line_no, "not_an_object"
-                )
-            )
+        row = json_object(line, path, line_no, bad_rows)
+        if row is None:
             continue
         yield line_no, row
 
