@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     engine = ray_engine(args, args.shard_size)
     if args.index == "ivf-pq" and engine is None:
         raise ConfigError("--index ivf-pq is built on the cluster: add --engine ray (or use ivf)")
-    if engine is None and (args.nlist or args.nprobe):
+    if engine is None and (args.nlist is not None or args.nprobe is not None):
         raise ConfigError("--nlist and --nprobe apply to --engine ray (its ivf / ivf-pq search)")
     if engine is not None:
         result, texts, lines, count = _dedup_on_ray(args, engine)
@@ -116,10 +116,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _dedup_on_ray(args: argparse.Namespace, engine):
-    """Encode on the cluster into the --embeddings directory (a temporary one beside --output without it),
+    """Encode on the cluster into the --embeddings directory (a work folder beside --output without it),
     search it shard by shard, and fetch the texts of the rows in pairs only: (result, {row: text},
     {row: line}, number of texts)."""
-    import tempfile
+    import shutil
     import time
 
     from ..engines.ray import RAY_INDEX_KINDS, ModelSpec, Reading
@@ -141,13 +141,16 @@ def _dedup_on_ray(args: argparse.Namespace, engine):
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     timings = {}
-    with engine, tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as scratch:
-        folder = Path(args.embeddings) if args.embeddings else Path(scratch) / "embeddings"
+    # without --embeddings, a work folder beside the output: a rerun after a crash resumes from it, and it is
+    # removed once the pairs are written
+    scratch = not args.embeddings
+    folder = output.with_name(f".{output.name}.embeddings") if scratch else Path(args.embeddings)
+    with engine:
         started = time.perf_counter()
         plan = engine.plan(args.input)
         report = engine.encode_to_folder(
             args.input, folder, spec, reading, fingerprint, f"tower a, weights {fingerprint}", bad_rows(args),
-            plan,
+            plan, scratch=scratch,
         )  # fmt: skip
         timings["encode_seconds"] = time.perf_counter() - started
         started = time.perf_counter()
@@ -157,6 +160,8 @@ def _dedup_on_ray(args: argparse.Namespace, engine):
         timings["search_seconds"] = time.perf_counter() - started
         groups = cluster_duplicates(report["count"], pairs)
         found = engine.texts_of(folder, plan, reading, [r for i, j, _ in pairs for r in (i, j)])
+    if scratch:
+        shutil.rmtree(folder, ignore_errors=True)
     texts = {row: text for row, (text, _) in found.items()}
     lines = {row: line for row, (_, line) in found.items()}
     return DedupResult(pairs, groups, threshold, similarity, kind, timings), texts, lines, report["count"]

@@ -167,8 +167,8 @@ def _plan_text(path: Path, fmt: str, file: int, rows: int, max_bytes: int) -> di
                     start, first_line = offset, line_no + 1
                     continue
                 header_lines.append(raw)
-                if quoted:
-                    inside = _quoted_after(raw, inside, delimiter)
+                if quoted:  # (a BOM before the first cell would hide its opening quote)
+                    inside = _quoted_after(raw.removeprefix(b"\xef\xbb\xbf"), inside, delimiter)
                 if inside:
                     continue
                 header = _parse_header(b"".join(header_lines), fmt, name, line_no)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import pickle
 import shutil
@@ -199,6 +200,11 @@ class ShardWriter:
         if cwd is not None:
             with contextlib.suppress(OSError):
                 os.chdir(cwd)  # relative paths mean what they mean on the driver
+        if not (Path(folder) / MANIFEST).is_file():  # the driver wrote it: this node must see it
+            raise ConfigError(
+                f"{folder} is not visible on node {os.uname().nodename}: the output must be on a filesystem "
+                "every node mounts at the same path"
+            )
 
         torch.set_num_threads(max(1, threads))
         self.model, self.reading, self.folder = model, reading, Path(folder)
@@ -279,6 +285,8 @@ class RayEngine:
     def __post_init__(self):
         if self.actors is not None and self.actors < 1:
             raise ConfigError(f"--actors must be >= 1, got {self.actors}")
+        if not math.isfinite(self.cpus_per_actor) or not math.isfinite(self.gpus_per_actor):
+            raise ConfigError("--cpus-per-actor and --gpus-per-actor must be finite numbers")
         if self.cpus_per_actor <= 0:
             raise ConfigError(f"--cpus-per-actor must be > 0, got {self.cpus_per_actor}")
         if self.gpus_per_actor < 0:
@@ -295,13 +303,17 @@ class RayEngine:
                     address=self.address, include_dashboard=False, configure_logging=False,
                     log_to_driver=False,
                 )  # fmt: skip
-            except ConnectionError as exc:
+            except (ConnectionError, ValueError) as exc:  # unreachable, or not an address
                 raise ConfigError(f"--ray-address {self.address}: cannot connect ({exc})") from None
             self._started = True
         try:
             context = ray.data.DataContext.get_current()
-            self._context = (context.enable_progress_bars, context.execution_options.preserve_order)
+            self._context = (
+                context.enable_progress_bars, context.print_on_execution_start,
+                context.execution_options.preserve_order,
+            )  # fmt: skip
             context.enable_progress_bars = False  # the driver shows one bar of its own
+            context.print_on_execution_start = False
             # pieces come back in input order, so the first bad row reported is the local engine's
             context.execution_options.preserve_order = True
         except Exception:
@@ -318,7 +330,8 @@ class RayEngine:
         try:
             if getattr(self, "_context", None) is not None:
                 context = ray.data.DataContext.get_current()
-                context.enable_progress_bars, context.execution_options.preserve_order = self._context
+                (context.enable_progress_bars, context.print_on_execution_start,
+                 context.execution_options.preserve_order) = self._context  # fmt: skip
                 self._context = None
             if self._started:
                 ray.shutdown()
@@ -350,17 +363,23 @@ class RayEngine:
         cwd = os.getcwd()
         return lambda *args: remote.remote(cwd, function, *args)
 
+    def check_fits(self) -> None:
+        """Refuse an actor (or task) no node of the cluster can hold, rather than wait for it forever: Ray
+        queues a request that fits nowhere. (A cluster that autoscales should start with one such node.)"""
+        nodes = [node.get("Resources", {}) for node in import_ray().nodes() if node.get("Alive")]
+        for name, option, wanted in (("CPU", "--cpus-per-actor", self.cpus_per_actor),
+                                     ("GPU", "--gpus-per-actor", self.gpus_per_actor)):  # fmt: skip
+            largest = max((node.get(name, 0) for node in nodes), default=0)
+            if wanted > largest:
+                raise ConfigError(
+                    f"{option} {wanted:g}: no node of the cluster has that many {name}s (the largest has "
+                    f"{largest:g})"
+                )
+
     def pool_size(self) -> int:
-        """``actors``, or as many as the cluster's CPUs (GPUs) fit; a request it can never fit is refused
-        here, rather than left waiting for resources forever."""
+        """``actors``, or as many as the cluster's CPUs (GPUs) fit; see ``check_fits``."""
+        self.check_fits()
         resources = import_ray().cluster_resources()
-        if self.gpus_per_actor and not resources.get("GPU"):
-            raise ConfigError(f"--gpus-per-actor {self.gpus_per_actor:g}: the cluster has no GPU")
-        if self.cpus_per_actor > resources.get("CPU", 0):
-            raise ConfigError(
-                f"--cpus-per-actor {self.cpus_per_actor:g}: more than the {resources.get('CPU', 0):g} CPUs "
-                "of the whole cluster"
-            )
         if self.actors is not None:
             return self.actors
         if self.gpus_per_actor:
@@ -501,6 +520,7 @@ class RayEngine:
         from ..search.index import APPROXIMATE_FROM
 
         ray = import_ray()
+        self.check_fits()
         folder = Path(folder)
         manifest = _read_json(folder / MANIFEST)
         sizes = shard_sizes(manifest)
@@ -577,7 +597,7 @@ class RayEngine:
         model = ModelSpec(str(source), "model", "b", allow_pickle, archive.backend, archive.batch_size, None)
         last = max(plan.files[0]["lines"] + 1, after_line)  # past the last line, with or without a newline
         ends = [p.first_line - 1 for p in plan.pieces[1:]] + [last]
-        todo = [k for k, end in enumerate(ends) if end > after_line]
+        todo = [k for k in range(len(plan.pieces)) if ends[k] > after_line]  # none for a header alone
         folder = archive_work(archive, plan)
         fingerprint = weights_fingerprint(tower)
         identity = f"archive tower b, weights {fingerprint}"

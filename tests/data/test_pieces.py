@@ -27,6 +27,7 @@ FILES = {
         b'id,text\n1,"a, b"\n2,"line one\nline two"\n\n3,plain\n4,"say ""hi"""\n5,"x\r\ny"\n6,last\n'
     ),
     "stray_quote.csv": b'text,label\nHe is 6" tall,1\n"multi\nline",2\nend,3\n"a ""quoted"" one",4\n',
+    "bom_quoted_header.csv": b'\xef\xbb\xbf"te\nxt",text\n1,a\n2,b\n',
     "wrong_fields.csv": b"id,text\n1,ok\n2,too,many\n3,fine\n4\n5,end\n",
     "blank_before_header.csv": b"\n\nid,text\n1,a\n2,b\n",
     "bad_utf8.csv": b"id,text\n1,ok\n2,b\xffad\n3,fine\n",

@@ -174,7 +174,7 @@ def test_dedup_on_ray_writes_the_local_engines_pairs_and_groups(tiny_bert_dir, c
     assert np.allclose([p["score"] for p in ray_pairs], [p["score"] for p in local_pairs], atol=1e-5)
     local_groups = (tmp_path / "local.groups.jsonl").read_text()
     assert (tmp_path / "ray.groups.jsonl").read_text() == local_groups
-    assert not list(tmp_path.glob(".ray.jsonl.*"))  # the scratch embeddings are gone
+    assert not (tmp_path / ".ray.jsonl.embeddings").exists()  # the work folder is gone
 
 
 def _planted(n: int = 3000, d: int = 64, seed: int = 0):
@@ -252,6 +252,14 @@ def test_archive_add_on_ray_gives_the_local_ids_texts_and_vectors(tiny_bert_dir,
     assert worst <= 1e-6
 
 
+def test_archive_add_on_ray_of_a_header_without_rows_adds_nothing(tiny_bert_dir, tmp_path, capsys):
+    source = tmp_path / "empty.csv"
+    source.write_text("question\n\n")
+    run(capsys, "archive", "create", tmp_path / "a", "--model", tiny_bert_dir)
+    report = run(capsys, "archive", "add", tmp_path / "a", "--input", source, "--column", "question", *RAY)
+    assert (report["added"], report["questions"]) == (0, 0)
+
+
 def test_the_local_engine_never_imports_ray(tiny_bert_dir, corpus, tmp_path):
     script = (
         "import sys; from sbert_siamese.cli import main; "
@@ -289,7 +297,7 @@ def test_ray_options_are_checked(tiny_bert_dir, corpus, tmp_path, capsys):
     assert main([*base, "--cpus-per-actor", "2"]) == 2
     assert "--cpus-per-actor applies to --engine ray" in capsys.readouterr().err
     assert main([*base, "--engine", "ray", "--gpus-per-actor", "1"]) == 2
-    assert "the cluster has no GPU" in capsys.readouterr().err
+    assert "--gpus-per-actor 1: no node of the cluster has that many GPUs" in capsys.readouterr().err
     assert main([*base, "--engine", "ray", "--actors", "0"]) == 2
     assert "--actors must be >= 1" in capsys.readouterr().err
     sidecar_free = sidecars(tmp_path)
