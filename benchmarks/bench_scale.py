@@ -31,7 +31,7 @@ Steps, all with all-MiniLM-L6-v2 from its installed package, --backend, --batch-
    input; its rate is the driver's own scan of the file, timed apart) + the fixed cost measured here (Ray
    start, driver model load, task and actor start, shutdown: the Ray wall time less the texts' encoding at
    the per-actor rate and the scan). The dedup steps scale by their work at the engine's default IVF
-   settings (nlist = 1.6 sqrt(n), nprobe = engines.ray.DEDUP_NPROBE, 16): training and merge run on the
+   settings (nlist = 1.6 sqrt(n), nprobe = search.sharded.DEDUP_NPROBE, 16): training and merge run on the
    driver (training: sample x nlist; merge: linear in n), add and search run spread over every actor (add:
    n x nlist; search: n x (nlist + nprobe x n / nlist), about n^1.5). The assumptions are printed with the
    table.
@@ -69,7 +69,7 @@ OVERHEAD_TARGET = 0.15
 MAX_DIFF = 1e-5
 EXACT_UP_TO = 50_000
 MACHINES = (1, 2, 4, 8, 16, 32)
-TRAIN_SAMPLE_AT_LEAST = 10_000  # engines.ray._train_ivf: k-means sample = min(n, max(32 nlist, 10,000))
+TRAIN_SAMPLE_AT_LEAST = 10_000  # search.sharded.train_ivf: k-means sample = min(n, max(32 nlist, 10,000))
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -243,10 +243,10 @@ def ivf_steps(engine, folder: Path, threshold: float, top_k: int, similarity: st
     """``RayEngine.search_pairs(kind="ivf")`` step by step with the engine's own functions, each timed."""
     import ray
 
-    from sbert_siamese.engines.ray import _ivf_add, _ivf_merge, _ivf_search, _train_ivf
     from sbert_siamese.io.streaming import _shard_path, read_manifest, shard_sizes
     from sbert_siamese.search.duplicates import merge_pairs
     from sbert_siamese.search.faiss_index import ivf_nlist
+    from sbert_siamese.search.sharded import ivf_add, ivf_merge, ivf_search, train_ivf
 
     sizes = shard_sizes(read_manifest(folder))
     n = sum(sizes)
@@ -256,22 +256,22 @@ def ivf_steps(engine, folder: Path, threshold: float, top_k: int, similarity: st
     cpus = engine.cpus_per_actor
     times: dict[str, float] = {}
     mark = time.perf_counter()
-    trained, nprobe = _train_ivf(folder, sizes, similarity, "ivf", None, None)
+    trained, nprobe = train_ivf(folder, sizes, similarity, "ivf", None, None)
     times["train_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    add = ray.remote(num_cpus=cpus, max_retries=3)(_ivf_add)
+    add = ray.remote(num_cpus=cpus, max_retries=3)(ivf_add)
     trained_ref = ray.put(trained)
     filled = ray.get([add.remote(trained_ref, path, start, similarity) for path, start in shards])
     times["add_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    merged = _ivf_merge(trained, filled)
+    merged = ivf_merge(trained, filled)
     times["merge_s"] = time.perf_counter() - mark
     del filled
     mark = time.perf_counter()
     merged_ref = ray.put(merged)
     times["put_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    search = ray.remote(num_cpus=cpus, max_retries=3)(_ivf_search)
+    search = ray.remote(num_cpus=cpus, max_retries=3)(ivf_search)
     parts = ray.get([search.remote(merged_ref, path, start, k, threshold, similarity, nprobe, int(cpus))
                      for path, start in shards])  # fmt: skip
     times["search_s"] = time.perf_counter() - mark
@@ -313,9 +313,9 @@ def run_search(args, folder: Path, actors: int, cpus: float, rows: int, usable: 
 # ---------------------------------------------------------------------------------------- projection
 def ivf_work(n: int) -> dict[str, float]:
     """Relative work of each IVF step for n vectors at the engine's default nlist and nprobe."""
-    from sbert_siamese.engines.ray import DEDUP_NPROBE
     from sbert_siamese.search.clustered import KMEANS_SAMPLE_PER_LIST
     from sbert_siamese.search.faiss_index import ivf_nlist
+    from sbert_siamese.search.sharded import DEDUP_NPROBE
 
     nlist = ivf_nlist(n)
     nprobe = min(nlist, DEDUP_NPROBE)

@@ -13,12 +13,10 @@ the lines already committed, and gives the others the ids the first run would ha
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import json
 import logging
-import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -288,10 +286,10 @@ def add_file(
         desc="archive add",
         file=sys.stderr,
     )
-    chunk: list[tuple[int, str, int | None]] = []
     reached = last_line
 
-    def flush(final: bool, vectors: np.ndarray | None = None, covers: int | None = None) -> None:
+    def commit(chunk: list[tuple[int, str, int | None]], vectors, covers: int | None, final: bool) -> None:
+        """Encode (unless ``vectors`` come with it) and commit one chunk with the ingest's progress."""
         nonlocal committed, reached
         rows = [NewRow(offset + line if qid is None else qid, text, None) for line, text, qid in chunk]
         if vectors is None:
@@ -320,36 +318,40 @@ def add_file(
             report.first_id = ids[0] if report.first_id is None else report.first_id
             report.last_id = ids[-1]
         bar.update(max(0, end - bar.n))
-        chunk.clear()
 
+    if engine is None:
+        chunks = _local_chunks(path, column, id_column, bad_rows, last_line, chunk_size)
+    else:
+        from ..engines.ray import Reading
+
+        reading = Reading(column, bad_rows.policy, "archive", id_column)
+        chunks = engine.archive_chunks(archive, path, plan, reading, last_line, bad_rows)
     try:
-        if engine is None:
-            for line, text, question_id in iter_rows(path, column, id_column, bad_rows):
-                if line <= last_line:
-                    continue
-                chunk.append((line, text, question_id))
-                if len(chunk) >= chunk_size:
-                    flush(False)
-        else:
-            from ..engines.ray import Reading, archive_work
-
-            reading = Reading(column, bad_rows.policy, "archive", id_column)
-            for rows, vectors, covers in engine.archive_chunks(
-                archive, path, plan, reading, last_line, bad_rows
-            ):
-                chunk.extend(rows)
-                flush(False, vectors, covers)
-        flush(True)
+        for chunk, vectors, covers in chunks:
+            commit(chunk, vectors, covers, False)
+        commit([], None, None, True)
     finally:
         bar.close()
     if engine is not None:
-        work = archive_work(archive, plan)
-        shutil.rmtree(work, ignore_errors=True)  # all committed: no resume needs it
-        with contextlib.suppress(OSError):
-            work.parent.rmdir()  # when no other file's work is left
+        engine.archive_done(archive, plan)  # all committed: no resume needs its work folder
     report.rows = committed
     report.bad_rows = bad_rows.total - before
     return report
+
+
+def _local_chunks(
+    path: Path, column: str, id_column: str | None, bad_rows: BadRows, after_line: int, chunk_size: int
+) -> Iterator[tuple[list[tuple[int, str, int | None]], None, None]]:
+    """The rows after ``after_line``, ``chunk_size`` at a time, to be encoded here (no vectors yet)."""
+    chunk = []
+    for line, text, question_id in iter_rows(path, column, id_column, bad_rows):
+        if line > after_line:
+            chunk.append((line, text, question_id))
+            if len(chunk) >= chunk_size:
+                yield chunk, None, None
+                chunk = []
+    if chunk:
+        yield chunk, None, None
 
 
 def _with_line(exc: ArchiveError, chunk, path: Path) -> DataError | ArchiveError:

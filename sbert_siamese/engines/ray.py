@@ -54,6 +54,8 @@ from ..data.rows import BadRows, _policy
 from ..errors import ConfigError, DataError, ModelFormatError, SbertSiameseError
 from ..io.safe_io import atomic_write_text, writing
 from ..io.streaming import MANIFEST, _shard_path, _write_shard, shard_sizes
+from ..search.base import _normalise_array
+from ..search.sharded import exact_pairs, ivf_add, ivf_merge, ivf_search, load_rows, train_ivf
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +63,6 @@ FORMAT = "sbert-siamese ray shards 1"
 FAULTS_ENV = "SBERT_SIAMESE_FAULTS"  # tests only: "actor:N" / "driver:N" kill that process after N shards
 IVF_KINDS = ("ivf", "ivf-pq")
 RAY_INDEX_KINDS = ("auto", "exact", *IVF_KINDS)
-PQ_DIMS_PER_CODE = 8  # ivf-pq: one byte per 8 dimensions (48 bytes for a 384-d vector)
-# Lists an IVF dedup search probes per text. Near-duplicates sit in the same or the next list: at 100k real
-# questions (all-MiniLM-L6-v2, cosine >= 0.9, 506 lists) nprobe 4 finds 99.85% of exact search's pairs, 8
-# finds 99.99%, 16 all of them, in 7.5 / 8.8 / 15 s against 40 s for the search-wide default (nlist / 10),
-# which scans a tenth of the corpus per text and so grows with n squared.
-DEDUP_NPROBE = 16
 
 
 def import_ray():
@@ -535,21 +531,21 @@ class RayEngine:
         shards = [(str(_shard_path(folder, k)), starts[k]) for k in range(len(sizes)) if sizes[k]]
         k = min(top_k, n - 1)
         if kind == "exact":
-            corpus = _load_rows(folder, sizes, None)
+            corpus = load_rows(folder, sizes, None)
             if similarity == "cosine":
-                corpus /= np.maximum(np.linalg.norm(corpus, axis=1, keepdims=True), 1e-12)
+                _normalise_array(corpus)
             ref = ray.put(corpus)
-            task = self._task(_exact_pairs, self.cpus_per_actor)
+            task = self._task(exact_pairs, self.cpus_per_actor)
             parts = _get([task(ref, start, start + sizes[i], k, threshold, int(self.cpus_per_actor))
                           for i, start in enumerate(starts) if sizes[i]])  # fmt: skip
         else:
-            trained, nprobe = _train_ivf(folder, sizes, similarity, kind, nlist, nprobe)
-            add = self._task(_ivf_add, self.cpus_per_actor)
+            trained, nprobe = train_ivf(folder, sizes, similarity, kind, nlist, nprobe)
+            add = self._task(ivf_add, self.cpus_per_actor)
             trained_ref = ray.put(trained)
             filled = _get([add(trained_ref, path, start, similarity) for path, start in shards])
-            merged_ref = ray.put(_ivf_merge(trained, filled))
+            merged_ref = ray.put(ivf_merge(trained, filled))
             del filled
-            search = self._task(_ivf_search, self.cpus_per_actor)
+            search = self._task(ivf_search, self.cpus_per_actor)
             refine = (
                 (str(folder), sizes) if kind == "ivf-pq" else None
             )  # compressed scores: re-scored exactly
@@ -611,6 +607,13 @@ class RayEngine:
             vectors = np.load(_shard_path(folder, k))
             keep = [i for i, line in enumerate(lines) if line > after_line]
             yield [(lines[i], texts[i], ids[i]) for i in keep], vectors[keep], ends[k]
+
+    def archive_done(self, archive, plan: Plan) -> None:
+        """A file's rows are all committed: its work folder goes (and ``ray-ingest/`` when it is empty)."""
+        work = archive_work(archive, plan)
+        shutil.rmtree(work, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            work.parent.rmdir()
 
 
 def archive_work(archive, plan: Plan) -> Path:
@@ -738,146 +741,6 @@ def _finish_manifest(folder: Path, expected: dict, plan: Plan, infos: list[dict]
     }
     atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=1) + "\n", "the embedding manifest")
     return {"count": first_row, "dimension": dimension}
-
-
-def row_lines(folder: str | Path, plan: Plan) -> list:
-    """The input line of each row (``path:line`` when the input has several files), from the sidecars."""
-    manifest = _read_json(Path(folder) / MANIFEST)
-    result = []
-    for k in range(len(manifest["shard_rows"])):
-        info = read_sidecar(Path(folder), k)
-        path = plan.files[info["file"]]["path"]
-        result += info["lines"] if len(plan.files) == 1 else [f"{path}:{line}" for line in info["lines"]]
-    return result
-
-
-def _load_rows(folder: Path, sizes: list[int], rows: np.ndarray | None) -> np.ndarray:
-    """All rows (``rows`` None) or the given sorted rows of the shards, as one float32 array."""
-    parts, start = [], 0
-    for index, size in enumerate(sizes):
-        if size:
-            shard = np.load(_shard_path(folder, index), mmap_mode="r")
-            if rows is None:
-                parts.append(np.asarray(shard, dtype=np.float32))
-            else:
-                take = rows[(rows >= start) & (rows < start + size)] - start
-                parts.append(np.asarray(shard[take], dtype=np.float32))
-        start += size
-    return np.concatenate(parts)
-
-
-# -------------------------------------------------------------------------------------------- tasks
-def _exact_pairs(corpus: np.ndarray, start: int, stop: int, k: int, threshold: float, threads: int):
-    """Rows ``start:stop`` against the whole (prepared) corpus: their top-k neighbours above threshold."""
-    import torch
-
-    from ..search.exact import DEFAULT_CHUNK_SIZE, _exact_topk
-
-    torch.set_num_threads(max(1, threads))
-    whole = torch.from_numpy(np.array(corpus))  # the object store's copy is read-only
-    scores, neighbours = _exact_topk(whole[start:stop].clone(), whole, min(k + 1, len(whole)),
-                                     DEFAULT_CHUNK_SIZE, exclude_self=False)  # fmt: skip
-    return _keep(scores, neighbours, start, k, threshold)
-
-
-def _keep(scores: np.ndarray, neighbours: np.ndarray, start: int, k: int, threshold: float):
-    """(rows, cols, scores) of each row's first k neighbours other than itself, scoring >= threshold."""
-    rows = np.arange(start, start + len(neighbours))[:, None]
-    keep = (neighbours != rows) & (neighbours >= 0)
-    keep &= np.cumsum(keep, axis=1) <= k
-    keep &= scores >= threshold
-    return np.broadcast_to(rows, neighbours.shape)[keep], neighbours[keep], scores[keep].astype(np.float32)
-
-
-def _prepared(path: str, similarity: str) -> np.ndarray:
-    x = np.array(np.load(path), dtype=np.float32)
-    if similarity == "cosine":
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return x
-
-
-def _train_ivf(folder: Path, sizes: list[int], similarity: str, kind: str, nlist, nprobe):
-    """An empty, trained IVF (IVF-PQ) index, serialised: k-means centroids from a sample of the shards."""
-    import torch
-
-    from ..search.clustered import KMEANS_ITERATIONS, KMEANS_SAMPLE_PER_LIST, _kmeans
-    from ..search.exact import DEFAULT_CHUNK_SIZE
-    from ..search.faiss_index import _import_faiss, ivf_nlist
-
-    faiss = _import_faiss()
-    n = sum(sizes)
-    nlist = nlist or ivf_nlist(n)
-    if nlist > n:
-        raise ConfigError(f"nlist={nlist} is more than the {n} vectors to train on")
-    nprobe = min(nlist, nprobe or DEDUP_NPROBE)
-    count = min(n, max(KMEANS_SAMPLE_PER_LIST * nlist, 10_000))
-    rows = np.sort(np.random.default_rng(0).choice(n, size=count, replace=False))
-    sample = _load_rows(folder, sizes, rows)
-    if similarity == "cosine":
-        sample /= np.maximum(np.linalg.norm(sample, axis=1, keepdims=True), 1e-12)
-    d = sample.shape[1]
-    quantizer = faiss.IndexFlatIP(d)
-    with torch.inference_mode():
-        centroids = _kmeans(torch.from_numpy(sample), nlist, KMEANS_ITERATIONS, count, DEFAULT_CHUNK_SIZE)
-    quantizer.add(centroids.numpy())
-    if kind == "ivf":
-        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-    else:
-        if d % PQ_DIMS_PER_CODE:
-            raise ConfigError(f"ivf-pq needs a dimension divisible by {PQ_DIMS_PER_CODE}, got {d}")
-        index = faiss.IndexIVFPQ(quantizer, d, nlist, d // PQ_DIMS_PER_CODE, 8, faiss.METRIC_INNER_PRODUCT)
-        index.train(sample)  # the product quantizer; the lists keep the centroids above
-    index.own_fields = False
-    data = faiss.serialize_index(index)
-    del quantizer
-    return data, nprobe
-
-
-def _ivf_add(trained: np.ndarray, path: str, start: int, similarity: str) -> np.ndarray:
-    """The trained index holding one shard (ids: its global rows), serialised."""
-    from ..search.faiss_index import _import_faiss
-
-    faiss = _import_faiss()
-    faiss.omp_set_num_threads(1)
-    index = faiss.deserialize_index(np.asarray(trained))
-    x = _prepared(path, similarity)
-    index.add_with_ids(x, np.arange(start, start + len(x), dtype=np.int64))
-    return faiss.serialize_index(index)
-
-
-def _ivf_merge(trained: np.ndarray, parts: list[np.ndarray]) -> np.ndarray:
-    """The shards' indexes merged into one (their inverted lists concatenated, ids kept)."""
-    from ..search.faiss_index import _import_faiss
-
-    faiss = _import_faiss()
-    merged = faiss.deserialize_index(np.asarray(trained))
-    for part in parts:
-        merged.merge_from(faiss.deserialize_index(np.asarray(part)), 0)
-    return faiss.serialize_index(merged)
-
-
-def _ivf_search(index: np.ndarray, path: str, start: int, k: int, threshold: float, similarity: str,
-                nprobe: int, threads: int, refine: tuple[str, list[int]] | None = None):  # fmt: skip
-    """One shard's rows searched in the merged index: their top-k neighbours above threshold. With
-    ``refine`` (the embedding folder and its shard sizes), the neighbours' scores are computed again from
-    the vectors themselves: IVF-PQ ranks by compressed codes, whose scores are only estimates."""
-    from ..search.faiss_index import _import_faiss
-
-    faiss = _import_faiss()
-    faiss.omp_set_num_threads(max(1, threads))
-    searcher = faiss.deserialize_index(np.asarray(index))
-    searcher.nprobe = nprobe
-    x = _prepared(path, similarity)
-    scores, neighbours = searcher.search(x, k + 1)
-    if refine is not None:
-        found = np.unique(neighbours[neighbours >= 0])
-        vectors = _load_rows(Path(refine[0]), refine[1], found)
-        if similarity == "cosine":
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        at = np.searchsorted(found, np.maximum(neighbours, 0))
-        scores = np.einsum("nd,nkd->nk", x, vectors[at]).astype(np.float32)
-        scores[neighbours < 0] = -np.inf
-    return _keep(scores, neighbours, start, k, threshold)
 
 
 def _piece_texts(piece: dict, reading: Reading, positions: list[int]) -> list[tuple[str, int]]:

@@ -14,7 +14,7 @@ import pytest
 from sbert_siamese.cli import main
 from sbert_siamese.io.streaming import load_embeddings
 
-from .conftest import check_rows_once, corpus_texts, manifest, sidecars
+from .conftest import check_rows_once, corpus_texts, manifest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'sbert-siamese[ray]')")
 
@@ -300,5 +300,3 @@ def test_ray_options_are_checked(tiny_bert_dir, corpus, tmp_path, capsys):
     assert "--gpus-per-actor 1: no node of the cluster has that many GPUs" in capsys.readouterr().err
     assert main([*base, "--engine", "ray", "--actors", "0"]) == 2
     assert "--actors must be >= 1" in capsys.readouterr().err
-    sidecar_free = sidecars(tmp_path)
-    assert sidecar_free == []
