@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..backends.onnx import check_backend
+from ..backends import check_backend
 from ..errors import ArchiveError, ConfigError, IdConflictError, UnknownIdError
 from ..io.safe_io import atomic_write_text
 from ..io.streaming import weights_fingerprint

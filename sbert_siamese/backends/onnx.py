@@ -40,17 +40,10 @@ from ..io.streaming import weights_fingerprint as module_fingerprint
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
 ONNX_DIR = "onnx"
 FILES = {"onnx": "model.onnx", "onnx-int8": "model_qint8.onnx"}
 EXPORT_INFO = "export.json"
 OPSET = 17
-
-
-def check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    return backend
 
 
 def _import_ort():
@@ -146,7 +139,12 @@ def _quantize(source: Path, target: Path) -> None:
 
 
 class _DropQuantizerAdvice(logging.Filter):
+    """Drops what the quantizer logs through the root logger while it runs: a line per tensor at INFO, and
+    advice about a pre-processing step that fails for BERT."""
+
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "root" and record.levelno < logging.WARNING:
+            return False
         return "pre-processing before quantization" not in record.getMessage()
 
 
@@ -223,6 +221,11 @@ class OnnxRunner:
         feeds = {n: batch[n].cpu().numpy().astype(np.int64, copy=False) for n in self.names}
         (hidden,) = self.session.run(["last_hidden_state"], feeds)
         return torch.from_numpy(hidden)
+
+    def stream(self, items):
+        """(key, batch) pairs -> ((key, batch), hidden states), one batch at a time."""
+        for key, batch in items:
+            yield (key, batch), self.hidden_states(batch)
 
 
 def runner_for(encoder, backend: str) -> OnnxRunner:

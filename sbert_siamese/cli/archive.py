@@ -43,7 +43,7 @@ def _open_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from ..backends.onnx import BACKENDS
+    from ..backends import CHOICES
     from ..search import KINDS
 
     p = subparsers.add_parser(
@@ -69,7 +69,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="vector index kind; auto: exact below 20k questions, HNSW (faiss) above",
     )
     c.add_argument(
-        "--backend", default="torch", choices=BACKENDS, help="encode backend used by add / query / serve"
+        "--backend", default="torch", choices=CHOICES, help="encode backend used by add / query / serve"
     )
     c.add_argument(
         "--threshold",
@@ -95,7 +95,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     a.add_argument("--chunk-size", type=int, default=2048, help="rows encoded and committed together")
     _open_options(a)
-    add_backend_override(a, BACKENDS)
+    add_backend_override(a, CHOICES)
     add_batch_size(a, 16)
     add_quiet(a)
     add_on_bad_rows(a)
@@ -108,7 +108,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     q.add_argument("--column", default="text", help="the text column of a table --input")
     q.add_argument("--top-k", type=int, default=5, help="matches per question")
     _open_options(q)
-    add_backend_override(q, BACKENDS)
+    add_backend_override(q, CHOICES)
 
     r = sub.add_parser("remove", help="remove questions by id")
     _dir(r)

@@ -107,12 +107,12 @@ def add_common(p: argparse.ArgumentParser, batch_size: int, quiet: bool = True) 
 
 def add_backend(p: argparse.ArgumentParser) -> None:
     """``--backend`` of the commands that encode texts (encode, dedup, search)."""
-    from ..backends.onnx import BACKENDS
+    from ..backends import CHOICES
 
     p.add_argument(
         "--backend",
         default="torch",
-        choices=BACKENDS,
+        choices=CHOICES,
         help="torch; onnx (ONNX Runtime fp32, same embeddings within 1e-5); onnx-int8 (int8 weights: about "
         "2x faster on CPU, STS-B Spearman within 0.005). Uses the model's onnx/ export (see export), or "
         "exports once for this run",

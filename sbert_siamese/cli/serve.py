@@ -25,7 +25,7 @@ TLS-terminating proxy in front of it before exposing it.
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from ..archive.server import Limits
-    from ..backends.onnx import BACKENDS
+    from ..backends import CHOICES
 
     defaults = Limits()
     p = subparsers.add_parser(
@@ -43,7 +43,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--model", help="load the model from here instead of the path in archive.json (same weights)"
     )
-    p.add_argument("--backend", choices=BACKENDS, help="encode backend; default: the archive's")
+    p.add_argument("--backend", choices=CHOICES, help="encode backend; default: the archive's")
     p.add_argument("--max-texts", type=int, default=defaults.max_texts, help="texts (or pairs) per request")
     p.add_argument("--max-text-chars", type=int, default=defaults.max_text_chars, help="characters per text")
     p.add_argument("--max-top-k", type=int, default=defaults.max_top_k)

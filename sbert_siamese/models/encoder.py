@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..backends.onnx import check_backend, runner_for
+from ..backends import runner_for
+from ..backends.choice import resolve as resolve_backend
 from ..errors import ConfigError
 from .dense import Dense
 from .pooling import Pooling
@@ -79,7 +80,7 @@ class SiameseEncoder(nn.Module):
         self.do_lower_case = bool(do_lower_case)
         self.last_truncated: list[int] = []
         self.source_path: Path | None = None  # the directory it was loaded from (its onnx/ export is reused)
-        self._onnx: dict[str, tuple[tuple, object]] = {}  # backend -> (weights version, OnnxRunner)
+        self._runners: dict[str, tuple[tuple, object]] = {}  # backend -> (weights version, runner)
 
     # ---------------------------------------------------------------- construction / persistence
     @classmethod
@@ -224,7 +225,7 @@ class SiameseEncoder(nn.Module):
             raise ConfigError(f"convert_to must be one of {', '.join(OUTPUT_TYPES)}, got {convert_to!r}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        forward = self._batch_forward(check_backend(backend), precision)
+        embed_batches = self._batch_embedder(resolve_backend(self, backend), precision)
         single = isinstance(texts, str)
         prepared = [self.prepare_text(t) for t in ([texts] if single else texts)]
         n = len(prepared)
@@ -252,10 +253,12 @@ class SiameseEncoder(nn.Module):
                 torch.inference_mode(),
                 tqdm(total=n, disable=not show_progress_bar, desc="Encoding", unit="text") as bar,
             ):
-                for start in range(0, n, batch_size):
-                    idx = order[start : start + batch_size]
-                    batch = self._pad([{k: encoded[k][i] for k in keys} for i in idx], device)
-                    out[torch.from_numpy(idx)] = forward(batch).float().cpu()
+                batches = (
+                    (idx, self._pad([{k: encoded[k][i] for k in keys} for i in idx], device))
+                    for idx in (order[start : start + batch_size] for start in range(0, n, batch_size))
+                )
+                for idx, embeddings in embed_batches(batches):
+                    out[torch.from_numpy(idx)] = embeddings.float().cpu()
                     bar.update(len(idx))
             if was_training:
                 self.train()
@@ -264,41 +267,45 @@ class SiameseEncoder(nn.Module):
         result = out[0] if single else out
         return result.numpy() if convert_to == "numpy" else result
 
-    def _batch_forward(self, backend: str, precision: str):
-        """A function (B, T) features -> (B, D) embeddings for ``encode``: the model, or an ONNX Runtime
-        session for the transformer followed by this encoder's pooling / dense / normalisation."""
+    def _batch_embedder(self, backend: str, precision: str):
+        """A function from an iterator of (idx, (B, T) features) to an iterator of (idx, (B, D) embeddings)
+        for ``encode``: the model, or an exported runner for the transformer followed by this encoder's
+        pooling / dense / normalisation. A runner may keep several batches in flight (OpenVINO does, so
+        that padding and pooling overlap its inference), so results can come in another order."""
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if backend == "torch":
             if precision == "fp32":
-                return lambda batch: self(**batch)
+                return lambda batches: ((idx, self(**batch)) for idx, batch in batches)
             device = self.device.type
             if precision == "fp16" and device != "cuda":
                 raise ConfigError("precision fp16 needs a CUDA GPU; use fp32 (or bf16) on CPU")
             dtype = torch.bfloat16 if precision == "bf16" else torch.float16
 
-            def autocast(batch):
-                with torch.autocast(device_type=device, dtype=dtype):
-                    return self(**batch)
+            def autocast(batches):
+                for idx, batch in batches:
+                    with torch.autocast(device_type=device, dtype=dtype):
+                        yield idx, self(**batch)
 
             return autocast
         if precision != "fp32":
             raise ConfigError(f"precision {precision} is for the torch backend; {backend} sets its own")
-        runner = self.onnx_runner(backend)
+        runner = self.runner(backend)
 
-        def onnx(batch):
-            tokens = runner.hidden_states(batch).to(self.device)
-            return self.embed_tokens(tokens, batch["attention_mask"])
+        def exported(batches):
+            for (idx, batch), hidden in runner.stream(batches):
+                yield idx, self.embed_tokens(hidden.to(self.device), batch["attention_mask"])
 
-        return onnx
+        return exported
 
-    def onnx_runner(self, backend: str):
-        """The ONNX Runtime runner of ``backend`` for the current weights (made again after they change)."""
+    def runner(self, backend: str):
+        """The ONNX Runtime / OpenVINO runner of ``backend`` for the current weights (made again after they
+        change)."""
         version = tuple((id(p), p._version) for p in self.transformer.parameters())
-        cached = self._onnx.get(backend)
+        cached = self._runners.get(backend)
         if cached is None or cached[0] != version:
-            self._onnx[backend] = (version, runner_for(self, backend))
-        return self._onnx[backend][1]
+            self._runners[backend] = (version, runner_for(self, backend))
+        return self._runners[backend][1]
 
     def embed_tokens(self, tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T, H) token states -> (B, D) embeddings: pooling, then dense and normalisation if set."""
