@@ -70,7 +70,7 @@ def test_export_round_trips_through_the_model_directory(tiny_bert_dir):
 
     loaded = SiameseEncoder.from_pretrained(tiny_bert_dir)
     for backend in ("onnx", "onnx-int8"):
-        assert loaded.onnx_runner(backend).path == folder / FILES[backend]  # the saved file, no re-export
+        assert loaded.runner(backend).path == folder / FILES[backend]  # the saved file, no re-export
     np.testing.assert_allclose(loaded.encode(TEXTS, backend="onnx"), enc.encode(TEXTS), atol=1e-5, rtol=0)
     np.testing.assert_array_equal(
         loaded.encode(TEXTS, backend="onnx-int8"), enc.encode(TEXTS, backend="onnx-int8")
@@ -83,7 +83,7 @@ def test_changed_weights_never_use_a_stale_export(tiny_bert_dir, caplog):
     first = enc.encode(TEXTS, backend="onnx")
     with torch.no_grad():  # what an optimizer step does: change a weight in place
         enc.transformer.embeddings.word_embeddings.weight.mul_(1.5)
-    runner = enc.onnx_runner("onnx")
+    runner = enc.runner("onnx")
     assert runner.path != tiny_bert_dir / ONNX_DIR / FILES["onnx"]
     assert "other weights" in caplog.text
     after = enc.encode(TEXTS, backend="onnx")
@@ -91,10 +91,10 @@ def test_changed_weights_never_use_a_stale_export(tiny_bert_dir, caplog):
     np.testing.assert_allclose(after, enc.encode(TEXTS), atol=1e-5, rtol=0)
 
     reloaded = SiameseEncoder.from_pretrained(tiny_bert_dir)  # files on disk hold the original weights
-    assert reloaded.onnx_runner("onnx").path == tiny_bert_dir / ONNX_DIR / FILES["onnx"]
+    assert reloaded.runner("onnx").path == tiny_bert_dir / ONNX_DIR / FILES["onnx"]
     # an export without the int8 file: asking for int8 exports it for the session instead
-    assert reloaded.onnx_runner("onnx-int8").path.name == FILES["onnx-int8"]
-    assert reloaded.onnx_runner("onnx-int8").path.parent != tiny_bert_dir / ONNX_DIR
+    assert reloaded.runner("onnx-int8").path.name == FILES["onnx-int8"]
+    assert reloaded.runner("onnx-int8").path.parent != tiny_bert_dir / ONNX_DIR
 
 
 def test_reexport_replaces_the_folder(tiny_bert_dir):
@@ -107,7 +107,7 @@ def test_reexport_replaces_the_folder(tiny_bert_dir):
 
 
 def test_bad_backend_and_precision(tiny_encoder):
-    with pytest.raises(ConfigError, match="backend must be one of torch, onnx, onnx-int8"):
+    with pytest.raises(ConfigError, match="backend must be one of torch, onnx, onnx-int8, openvino"):
         tiny_encoder.encode(TEXTS, backend="tensorrt")
     with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, fp16"):
         tiny_encoder.encode(TEXTS, precision="int4")
@@ -127,9 +127,10 @@ def test_bf16_autocast_runs_on_cpu_and_stays_close(tiny_encoder):
 def test_cli_export_then_encode_with_each_backend(tiny_bert_dir, tmp_path, capsys):
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
-    assert main(["export", "--model", str(tiny_bert_dir)]) == 0
+    assert main(["export", "--model", str(tiny_bert_dir), "--format", "onnx", "--no-measure"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report["files"]) == {"onnx", "onnx-int8"}
+    assert not (tiny_bert_dir / "openvino").exists()
     outputs = {}
     for backend in ("torch", "onnx", "onnx-int8"):
         out = tmp_path / f"{backend}.npy"
@@ -142,7 +143,8 @@ def test_cli_export_then_encode_with_each_backend(tiny_bert_dir, tmp_path, capsy
 
 def test_cli_export_to_another_directory(tiny_bert_dir, tmp_path, capsys):
     target = tmp_path / "exported"
-    assert main(["export", "--model", str(tiny_bert_dir), "--output", str(target), "--no-int8"]) == 0
+    argv = ["export", "--model", str(tiny_bert_dir), "--output", str(target), "--no-int8", "--no-measure"]
+    assert main([*argv, "--format", "onnx"]) == 0
     assert (target / "modules.json").exists()
     assert sorted(p.name for p in (target / ONNX_DIR).iterdir()) == sorted([FILES["onnx"], EXPORT_INFO])
     assert not (tiny_bert_dir / ONNX_DIR).exists()
