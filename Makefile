@@ -5,9 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PEERS_VENV := .venv-peers
+PEERS_BIN := $(PEERS_VENV)/bin
+PEERS_STAMP := $(PEERS_VENV)/.installed
 DATA_DIR ?= ../shared/data
 
-.PHONY: install demo browser test test-fast lint format stsb bench clean
+.PHONY: install demo browser test test-fast lint format stsb bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +63,19 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dedup.py --data-dir $(DATA_DIR)
 	$(BIN)/python benchmarks/bench_serve.py --data-dir $(DATA_DIR)
 	$(BIN)/python benchmarks/bench_scale.py --data-dir $(DATA_DIR)
+
+# sentence-transformers' ONNX / OpenVINO backends for benchmarks/st_peers.py, in their own venv: their extras
+# pin transformers < 4.58, the project runs on transformers 5 (pins and reasons in
+# benchmarks/peers-requirements.txt). torch==2.13.0 first, as above.
+$(PEERS_STAMP): benchmarks/peers-requirements.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_BIN)/pip install --quiet --upgrade pip
+	$(PEERS_BIN)/pip install --quiet torch==2.13.0
+	$(PEERS_BIN)/pip install --quiet -r benchmarks/peers-requirements.txt
+	$(PEERS_BIN)/pip check
+	touch $(PEERS_STAMP)
+
+bench-peers: $(PEERS_STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
