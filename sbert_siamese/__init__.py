@@ -56,6 +56,7 @@ _LAZY = {
     "encode_to_disk": "io.streaming",
     "load_embeddings": "io.streaming",
     "export_onnx": "backends.onnx",
+    "export_openvino": "backends.openvino",
 }
 
 

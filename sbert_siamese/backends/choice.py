@@ -140,7 +140,9 @@ def choose(measured: dict, budget: float = DEFAULT_BUDGET) -> str:
         for name, row in measured["backends"].items()
         if "loss" in row and (name in EXACT or (budget > 0 and row["loss"] <= budget))
     }
-    return max(usable, key=usable.get)  # torch is always there, with loss 0
+    if not usable:
+        return FALLBACK
+    return max(usable, key=usable.get)
 
 
 def write_choice(folder: str | Path, weights: str, measured: dict, budget: float = DEFAULT_BUDGET) -> dict:
@@ -171,32 +173,60 @@ def read_choice(folder: str | Path) -> dict | None:
 
 def resolve(encoder, backend: str) -> str:
     """``backend`` itself, or for ``auto`` the backend recorded for this model's weights (see the module
-    docstring)."""
+    docstring). The answer is kept on the encoder until its weights or ``backends.json`` change, so a
+    service encoding one question at a time does not hash the weights on every call."""
     if check_backend(backend) != AUTO:
         return backend
+    source = getattr(encoder, "source_path", None)
+    path = Path(source) / CHOICE_FILE if source is not None else None
+    try:
+        stamp = path.stat().st_mtime_ns if path is not None else None
+    except OSError:
+        stamp = None
+    key = (tuple((id(p), p._version) for p in encoder.transformer.parameters()), str(path), stamp)
+    cached = getattr(encoder, "_auto_backend", None)
+    if cached is None or cached[0] != key:
+        encoder._auto_backend = (key, _resolve_auto(encoder, source))
+    return encoder._auto_backend[1]
+
+
+def _exported(source, backend: str, fingerprint: str) -> bool:
+    """Whether the model folder holds an export of ``backend`` made from these weights."""
+    if backend == "torch":
+        return True
+    if backend.startswith("openvino"):
+        from .openvino import read_export_info
+    else:
+        from .onnx import read_export_info
+    info = read_export_info(source)
+    return bool(info) and info.get("weights") == fingerprint and backend in info["files"]
+
+
+def _resolve_auto(encoder, source) -> str:
     from .onnx import weights_fingerprint
 
-    source = getattr(encoder, "source_path", None)
     record = read_choice(source) if source is not None else None
-    if record is None or record.get("weights") != weights_fingerprint(encoder):
+    fingerprint = weights_fingerprint(encoder)
+    if record is None or record.get("weights") != fingerprint:
         logger.info(
             "backend auto: no measured choice for these weights (sbert-siamese export writes one); using %s",
             FALLBACK,
         )
         return FALLBACK
-    flags = cpu_flags()
-    if record.get("machine", {}).get("flags") not in (None, flags):
+    if record.get("machine", {}).get("flags") not in (None, cpu_flags()):
         logger.warning(
             "backend auto: %s was measured on a CPU with other vector extensions; run export again here "
             "to measure this one",
             Path(source) / CHOICE_FILE,
         )
-    if record["choice"] == "openvino-bf16":
+    backends = dict(record["backends"])
+    if "openvino-bf16" in backends:
         from .openvino import cpu_has_bf16
 
         if not cpu_has_bf16():  # measured elsewhere: the next best without bf16
-            measured = dict(
-                record, backends={k: v for k, v in record["backends"].items() if k != "openvino-bf16"}
-            )
-            return choose(measured, record.get("budget", DEFAULT_BUDGET))
-    return record["choice"]
+            backends.pop("openvino-bf16")
+    # a backend whose export was removed since (export --no-int8 ...) is not chosen
+    backends = {name: row for name, row in backends.items() if _exported(source, name, fingerprint)}
+    if not backends:
+        return FALLBACK
+    return choose({"backends": backends}, record.get("budget", DEFAULT_BUDGET))

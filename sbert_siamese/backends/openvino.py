@@ -35,6 +35,7 @@ import itertools
 import json
 import logging
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +103,8 @@ def _calibration_items(encoder, texts: list[str]) -> list[dict[str, np.ndarray]]
 
 @contextlib.contextmanager
 def _root_logging_kept():
-    """OpenVINO's converter sets the root logger's level and its handlers' levels (to ERROR) for its own
-    output; put them back, so that converting a model does not silence the application's logging."""
+    """Put the root logger's level, filters, handlers and their levels back after a call into OpenVINO /
+    NNCF, which set them for their own output (nncf.set_log_level, for one, sets every handler it reaches)."""
     root = logging.getLogger()
     level, filters, handlers = root.level, list(root.filters), list(root.handlers)
     handler_levels = [h.level for h in handlers]
@@ -118,24 +119,32 @@ def _root_logging_kept():
 
 
 def _quantize(model, items: list[dict[str, np.ndarray]]):
-    import nncf
-
-    # NNCF logs its steps at INFO and draws progress bars on stdout / stderr; library code prints nothing.
-    # (Not nncf.set_log_level: it sets the level of every handler it finds, the application's too.)
+    # Importing NNCF sets the process's logger class and gives the "nncf" logger a handler of its own on
+    # stdout; NNCF logs its steps at INFO and draws progress bars. Library code prints nothing: the logger
+    # class is put back, and while quantising, NNCF's warnings go through the application's logging instead.
+    logger_class = logging.getLoggerClass()
+    try:
+        import nncf
+    finally:
+        logging.setLoggerClass(logger_class)
     nncf_logger = logging.getLogger("nncf")
-    level = nncf_logger.level
+    saved = nncf_logger.level, nncf_logger.propagate, list(nncf_logger.handlers)
     nncf_logger.setLevel(logging.WARNING)
+    nncf_logger.propagate = True
+    nncf_logger.handlers.clear()
     try:
         with (
             _root_logging_kept(),
-            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stdout(io.StringIO()),  # the progress bars
             contextlib.redirect_stderr(io.StringIO()),
         ):
             return nncf.quantize(
                 model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items)
             )
     finally:
-        nncf_logger.setLevel(level)
+        nncf_logger.setLevel(saved[0])
+        nncf_logger.propagate = saved[1]
+        nncf_logger.handlers[:] = saved[2]
 
 
 def export_openvino(
@@ -180,9 +189,9 @@ def export_openvino(
         info["files"] = files
         info["versions"] = {"torch": torch.__version__, "openvino": ov.__version__}
         if int8:
-            import nncf
+            from importlib.metadata import version
 
-            info["versions"]["nncf"] = nncf.__version__
+            info["versions"]["nncf"] = version("nncf")
         (staging / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return info
 
@@ -240,6 +249,7 @@ class OpenVinoRunner:
         self.threads = threads or torch.get_num_threads()
         self._compiled: dict[str, object] = {}
         self._request = None
+        self._lock = threading.Lock()
 
     def compiled(self, hint: str):
         """The model compiled with ``PERFORMANCE_HINT`` ``hint`` (LATENCY or THROUGHPUT)."""
@@ -259,13 +269,15 @@ class OpenVinoRunner:
         return {n: batch[n].cpu().numpy().astype(np.int64, copy=False) for n in self.names}
 
     def hidden_states(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self._request is None:
-            self._request = self.compiled("LATENCY").create_infer_request()
-        hidden = self._request.infer(self._feeds(batch))[0]  # a copy: the request's buffer is reused
+        with self._lock:  # one request, shared by the threads of a service (Archive.query)
+            if self._request is None:
+                self._request = self.compiled("LATENCY").create_infer_request()
+            hidden = self._request.infer(self._feeds(batch))[0]  # a copy: the request's buffer is reused
         return torch.from_numpy(hidden)
 
     def stream(self, items):
-        """(key, batch) pairs -> ((key, batch), hidden states), in the order they finish."""
+        """(key, batch) pairs -> ((key, batch), hidden states), in the order given; each stream call has
+        requests of its own."""
         items = iter(items)
         first = next(items, None)
         if first is None:

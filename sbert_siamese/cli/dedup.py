@@ -136,7 +136,10 @@ def _dedup_on_ray(args: argparse.Namespace, engine):
     model = load_model(args)
     threshold, similarity = _rule(model, args.threshold, args.similarity)
     fingerprint = weights_fingerprint(model.tower("a"))
-    spec = ModelSpec(args.model, "model", "a", args.allow_pickle, args.backend, args.batch_size, None)
+    from ..backends.choice import resolve
+
+    backend = resolve(model.tower("a"), args.backend)  # auto: decided once here, the same for every actor
+    spec = ModelSpec(args.model, "model", "a", args.allow_pickle, backend, args.batch_size, None)
     reading = Reading(args.column, bad_rows(args).policy)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -94,11 +94,13 @@ def _run_on_ray(args: argparse.Namespace, engine, output: Path, sharded: bool) -
     if args.shard_size < 1:
         raise ConfigError(f"--shard-size must be >= 1, got {args.shard_size}")
     # the driver loads the model once, for the fingerprint every actor's copy must match
-    fingerprint = weights_fingerprint(
-        SiameseEncoder.from_pretrained(args.model, allow_pickle=args.allow_pickle)
-    )
+    from ..backends.choice import resolve
+
+    encoder = SiameseEncoder.from_pretrained(args.model, allow_pickle=args.allow_pickle)
+    fingerprint = weights_fingerprint(encoder)
+    backend = resolve(encoder, args.backend)  # auto: decided once here, the same for every actor
     model = ModelSpec(
-        args.model, "encoder", "a", args.allow_pickle, args.backend, args.batch_size, args.normalize,
+        args.model, "encoder", "a", args.allow_pickle, backend, args.batch_size, args.normalize,
         args.precision,
     )  # fmt: skip
     reading = Reading(args.column, bad_rows(args).policy)

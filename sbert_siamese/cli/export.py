@@ -47,7 +47,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_pair_columns(p)
     p.add_argument("--label-column", default="label", help="--dev-data: the score or 0/1 label column")
     p.add_argument(
-        "--dev-target", default="binary", choices=("binary", "score"), help="--dev-data: what the label is"
+        "--dev-target",
+        choices=("binary", "score"),
+        help="--dev-data: what the label is (default: score for --dev-format stsb, else binary)",
     )
     p.add_argument(
         "--quality-budget",
@@ -74,7 +76,7 @@ def _dev_pairs(args: argparse.Namespace):
         args.dev_data,
         args.dev_format,
         [args.text_a_column, args.text_b_column],
-        "score" if args.dev_target == "score" else "binary",
+        args.dev_target or ("score" if args.dev_format == "stsb" else "binary"),
         args.label_column,
         bad_rows=bad_rows(args),
     )
@@ -85,7 +87,7 @@ def _dev_pairs(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..backends import BACKENDS
-    from ..backends.choice import measure_backends, write_choice
+    from ..backends.choice import CHOICE_FILE, _exported, measure_backends, write_choice
     from ..backends.onnx import export_onnx, weights_fingerprint
     from ..backends.openvino import CALIBRATION_SAMPLE, export_openvino, read_calibration_texts
 
@@ -122,9 +124,13 @@ def run(args: argparse.Namespace) -> int:
         )
         report["files"].update({b: str(folder / "openvino" / name) for b, name in info["files"].items()})
     report["weights"] = weights_fingerprint(encoder)
-    if not args.no_measure:
-        encoder.source_path = folder  # measure the files just written
-        backends = tuple(b for b in BACKENDS if b == "torch" or b in report["files"])
+    encoder.source_path = folder  # measure the files just written
+    if args.no_measure:
+        # an earlier choice may name a file this export replaced: auto uses its fallback until measured
+        (folder / CHOICE_FILE).unlink(missing_ok=True)
+    else:
+        # every backend with an export of these weights: the ones just written and any kept from before
+        backends = tuple(b for b in BACKENDS if _exported(folder, b, report["weights"]))
         log.info("measuring %s on %d calibration texts", ", ".join(backends), len(calibration))
         measured = measure_backends(encoder, calibration, pairs, backends)
         record = write_choice(folder, report["weights"], measured, args.quality_budget)

@@ -113,9 +113,10 @@ def add_backend(p: argparse.ArgumentParser) -> None:
         "--backend",
         default="torch",
         choices=CHOICES,
-        help="torch; onnx (ONNX Runtime fp32, same embeddings within 1e-5); onnx-int8 (int8 weights: about "
-        "2x faster on CPU, STS-B Spearman within 0.005). Uses the model's onnx/ export (see export), or "
-        "exports once for this run",
+        help="torch; onnx / openvino (fp32, same embeddings within 1e-5); openvino-bf16 (near-exact, CPUs "
+        "with bf16); onnx-int8 / openvino-int8 (int8, the fastest on CPU, STS-B Spearman within 0.005); auto "
+        "(the fastest within the budget that export measured for this model). Uses the model's onnx/ and "
+        "openvino/ exports (see export), or exports once for this run",
     )
 
 

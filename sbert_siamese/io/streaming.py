@@ -89,6 +89,9 @@ def encode_to_disk(
         raise ConfigError(f"shard_size must be >= 1, got {shard_size}")
     if not texts:
         raise ConfigError("no texts to encode")
+    from ..backends.choice import resolve
+
+    backend = resolve(encoder, backend)  # the manifest names the backend auto stood for
     folder = Path(folder)
     with writing(folder, "the embedding folder"):
         folder.mkdir(parents=True, exist_ok=True)

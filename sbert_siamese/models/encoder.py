@@ -213,11 +213,13 @@ class SiameseEncoder(nn.Module):
             show_progress_bar: a tqdm bar over texts.
             convert_to: ``"numpy"`` or ``"torch"`` (a CPU tensor).
             normalize: L2-normalise the output (on top of the model's own ``normalize`` setting).
-            backend: ``torch`` (the model itself), ``onnx`` (ONNX Runtime fp32, equal within 1e-5) or
-                ``onnx-int8`` (int8 weights: the fastest on CPU, about 0.002 lower STS-B Spearman for
-                all-MiniLM-L6-v2). The ONNX file comes from the model directory's ``onnx/`` folder when it
-                was exported from these weights (``sbert-siamese export``), else it is exported once for
-                this session. Pooling, dense and normalisation run in torch on either backend.
+            backend: ``torch`` (the model itself); ``onnx`` / ``openvino`` (fp32, equal within 1e-5);
+                ``openvino-bf16`` (near-exact, CPUs with bf16 products); ``onnx-int8`` / ``openvino-int8``
+                (int8, the fastest on CPU); ``auto`` (the fastest within the quality budget that
+                ``sbert-siamese export`` measured for this model, else ``onnx``). Files come from the
+                model directory's ``onnx/`` / ``openvino/`` exports when made from these weights, else they
+                are exported once for this session. Pooling, dense and normalisation run in torch on every
+                backend.
             precision: torch backend only: ``fp32``, or ``bf16`` / ``fp16`` autocast (for GPUs; fp16 needs
                 CUDA, bf16 runs on CPU too but is slower there than fp32).
         """
@@ -271,7 +273,7 @@ class SiameseEncoder(nn.Module):
         """A function from an iterator of (idx, (B, T) features) to an iterator of (idx, (B, D) embeddings)
         for ``encode``: the model, or an exported runner for the transformer followed by this encoder's
         pooling / dense / normalisation. A runner may keep several batches in flight (OpenVINO does, so
-        that padding and pooling overlap its inference), so results can come in another order."""
+        that padding and pooling overlap its inference); each result carries its own idx."""
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if backend == "torch":
@@ -285,7 +287,8 @@ class SiameseEncoder(nn.Module):
             def autocast(batches):
                 for idx, batch in batches:
                     with torch.autocast(device_type=device, dtype=dtype):
-                        yield idx, self(**batch)
+                        embeddings = self(**batch)
+                    yield idx, embeddings  # the caller's code between batches runs without autocast
 
             return autocast
         if precision != "fp32":

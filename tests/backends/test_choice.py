@@ -93,13 +93,20 @@ def test_measured_losses_match_their_definitions(tiny_encoder):
 
 
 def test_auto_resolves_to_the_choice_for_these_weights_only(tiny_bert_dir, caplog):
+    from sbert_siamese.backends.onnx import export_onnx
+    from sbert_siamese.backends.openvino import cpu_has_bf16, export_openvino
+
     enc = SiameseEncoder.from_pretrained(tiny_bert_dir)
     assert resolve(enc, "auto") == FALLBACK  # nothing measured yet
     assert resolve(enc, "onnx-int8") == "onnx-int8"
+    export_onnx(enc, tiny_bert_dir, int8=False)
+    export_openvino(enc, tiny_bert_dir, int8=False)  # no int8 files: those measurements cannot be chosen
     record = write_choice(tiny_bert_dir, weights_fingerprint(enc), MEASURED, budget=0.001)
     assert record["choice"] == "openvino-bf16" and read_choice(tiny_bert_dir)["choice"] == "openvino-bf16"
-    from sbert_siamese.backends.openvino import cpu_has_bf16
-
+    assert resolve(enc, "auto") == ("openvino-bf16" if cpu_has_bf16() else "onnx")
+    # a new backends.json is read again; its choice (openvino-int8) has no file, so the next best is used
+    write_choice(tiny_bert_dir, weights_fingerprint(enc), MEASURED, budget=0.01)
+    assert read_choice(tiny_bert_dir)["choice"] == "openvino-int8"
     assert resolve(enc, "auto") == ("openvino-bf16" if cpu_has_bf16() else "onnx")
     with torch.no_grad():
         enc.transformer.embeddings.word_embeddings.weight.mul_(2.0)
@@ -109,6 +116,15 @@ def test_auto_resolves_to_the_choice_for_these_weights_only(tiny_bert_dir, caplo
     (tiny_bert_dir / CHOICE_FILE).write_text(json.dumps({"choice": "tpu"}), encoding="utf-8")
     with pytest.raises(ModelFormatError, match="'choice' is one of"):
         read_choice(tiny_bert_dir)
+
+
+def test_auto_names_the_real_backend_in_a_shard_manifest(tiny_bert_dir, tmp_path):
+    from sbert_siamese.io.streaming import encode_to_disk
+
+    enc = SiameseEncoder.from_pretrained(tiny_bert_dir)
+    encode_to_disk(enc, TEXTS, tmp_path / "shards", shard_size=10, backend="auto")
+    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["backend"] == FALLBACK
 
 
 @pytest.mark.long
@@ -146,3 +162,34 @@ def test_cli_export_measures_and_encode_auto_uses_the_choice(tiny_bert_dir, tmp_
         ]
         assert main([*encode, "-q", "--backend", backend]) == 0
     np.testing.assert_allclose(np.load(out["auto"]), np.load(out["torch"]), atol=1e-5, rtol=0)
+    # an export without measuring drops the old choice: it may name a file that export replaced
+    assert main(["export", "--model", str(tiny_bert_dir), "--no-int8", "--no-measure"]) == 0
+    assert not (tiny_bert_dir / CHOICE_FILE).exists()
+    capsys.readouterr()
+    # STS-style scores: --dev-format stsb reads scores (Spearman) without --dev-target
+    sts = tmp_path / "sts.csv"
+    sts.write_text(
+        "".join(f"g\tf\ty\t{i}\t{i % 5}.0\t{TEXTS[i]}\t{TEXTS[i + 12]}\n" for i in range(12)),
+        encoding="utf-8",
+    )
+    argv = [
+        "export",
+        "--model",
+        str(tiny_bert_dir),
+        "--format",
+        "onnx",
+        "--dev-data",
+        str(sts),
+        "--dev-format",
+        "stsb",
+    ]
+    assert main(argv) == 0
+    record = read_choice(tiny_bert_dir)
+    assert "spearman" in record["backends"]["torch"]
+    assert set(record["backends"]) == {
+        "torch",
+        "onnx",
+        "onnx-int8",
+        "openvino",
+        "openvino-bf16",
+    }  # kept exports
