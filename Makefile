@@ -57,7 +57,7 @@ stsb: $(STAMP)
 		--output-dir runs/stsb_cosine --overwrite
 
 # Side-by-side benchmarks against sentence-transformers (numbers in benchmarks/README.md).
-bench: $(STAMP)
+bench: $(STAMP) bench-peers
 	$(BIN)/python benchmarks/bench_encode.py --data-dir $(DATA_DIR)
 	$(BIN)/python benchmarks/bench_train.py --data-dir $(DATA_DIR)
 	$(BIN)/python benchmarks/bench_dedup.py --data-dir $(DATA_DIR)
@@ -78,4 +78,4 @@ $(PEERS_STAMP): benchmarks/peers-requirements.txt
 bench-peers: $(PEERS_STAMP)
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .venv-peers runs .pytest_cache

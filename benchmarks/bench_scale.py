@@ -63,7 +63,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 MODEL = "all-MiniLM-L6-v2"
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8")
 LOCAL_SHARD_SIZE = 10_000  # the CLI's --shard-size default
 OVERHEAD_TARGET = 0.15
 MAX_DIFF = 1e-5

@@ -67,7 +67,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 MODEL = "all-MiniLM-L6-v2"
 SERVERS = ("naive", "ours")
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8")
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
 
 

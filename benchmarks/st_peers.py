@@ -179,6 +179,7 @@ class StPeers:
         timeout = self.timeout if timeout is None else timeout
         with self._answer_ready:
             if not self._answer_ready.wait_for(lambda: self._answers, timeout=timeout):
+                self._proc.kill()  # its late answer would otherwise be read as the next request's
                 raise RuntimeError(
                     f"st_peers worker gave no answer to {payload['cmd']!r} within {timeout} s\n"
                     f"--- worker stderr ---\n{self._tail()}"
@@ -338,10 +339,18 @@ class Worker:
 
     def _copy(self, name: str) -> Path:
         """A private copy of the model folder for a backend's exports (the source is never written)."""
+        import hashlib
         import shutil
 
-        dest = self.work_dir / "models" / name
+        # keyed by the model's path and weights' size and time, so another model never reuses these exports
+        weights = sorted(self.source.glob("*.safetensors")) + sorted(self.source.glob("*.bin"))
+        stamp = f"{self.source.resolve()}|" + "|".join(
+            f"{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights
+        )
+        key = hashlib.sha256(stamp.encode()).hexdigest()[:10]
+        dest = self.work_dir / "models" / key / name
         if not (dest / "modules.json").exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_name(dest.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(dest, ignore_errors=True)
