@@ -177,18 +177,23 @@ def export_onnx(encoder, folder: str | Path, int8: bool = True) -> dict:
 
 
 def read_export_info(folder: str | Path) -> dict | None:
-    path = Path(folder) / ONNX_DIR / EXPORT_INFO
+    return read_info(Path(folder) / ONNX_DIR / EXPORT_INFO, "export_onnx", "ONNX")
+
+
+def read_info(path: Path, writer: str, kind: str) -> dict | None:
+    """An export's ``export.json`` (None when there is none), checked: an object whose ``files`` are plain
+    file names in its own folder, so nothing is read from elsewhere."""
     if not path.exists():
         return None
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{path}: expected the JSON that export_onnx writes ({exc})") from None
+        raise ModelFormatError(f"{path}: expected the JSON that {writer} writes ({exc})") from None
     if not isinstance(info, dict) or not isinstance(info.get("files"), dict):
         raise ModelFormatError(f"{path}: expected an object with 'weights' and 'files'")
-    for name in info["files"].values():  # plain file names in onnx/: nothing read from elsewhere
+    for name in info["files"].values():
         try:
-            safe_name(name if isinstance(name, str) else "", "ONNX file name")
+            safe_name(name if isinstance(name, str) else "", f"{kind} file name")
         except OutputError as exc:
             raise ModelFormatError(f"{path}: {exc}") from None
     return info

@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, ModelFormatError, OutputError
-from ..io.safe_io import safe_name, staged_dir
-from .onnx import _export_fp32, input_names, weights_fingerprint
+from ..errors import ConfigError, ModelFormatError
+from ..io.safe_io import staged_dir
+from .onnx import _export_fp32, input_names, read_info, weights_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -197,21 +197,7 @@ def export_openvino(
 
 
 def read_export_info(folder: str | Path) -> dict | None:
-    path = Path(folder) / OPENVINO_DIR / EXPORT_INFO
-    if not path.exists():
-        return None
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{path}: expected the JSON that export_openvino writes ({exc})") from None
-    if not isinstance(info, dict) or not isinstance(info.get("files"), dict):
-        raise ModelFormatError(f"{path}: expected an object with 'weights' and 'files'")
-    for name in info["files"].values():  # plain file names in openvino/: nothing read from elsewhere
-        try:
-            safe_name(name if isinstance(name, str) else "", "OpenVINO file name")
-        except OutputError as exc:
-            raise ModelFormatError(f"{path}: {exc}") from None
-    return info
+    return read_info(Path(folder) / OPENVINO_DIR / EXPORT_INFO, "export_openvino", "OpenVINO")
 
 
 class OpenVinoRunner:

@@ -21,7 +21,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "export",
         help="write ONNX / OpenVINO files (fp32, int8) into a model directory for the fast --backends, and "
         "measure which one --backend auto uses",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_model(p, help="model directory (or name, with --output)")
     p.add_argument("--format", nargs="+", default=list(FORMATS), choices=FORMATS, help="what to export")
