@@ -122,7 +122,8 @@ class Archive:
         """A new, empty archive at ``path`` (a missing or empty folder) for ``model`` (a path, a model name
         or a loaded ``SiameseModel``). ``index``: one of the search kinds (``auto``: exact below 20k
         questions, HNSW above). ``threshold``: the duplicate rule on cosine similarity when the model
-        has no calibrated one (or to override it). ``backend``: the default encode backend. ``batch_size``:
+        has no calibrated one (or to override it). ``backend``: the default encode backend (``auto`` is
+        resolved now and stored as the backend it stands for). ``batch_size``:
         texts per forward pass, after sorting by length; 16 pads less than 64 and measured 20% faster on
         a batch of 32 real questions (torch and onnx-int8, 2 cores)."""
         path = Path(path)
@@ -132,6 +133,10 @@ class Archive:
         check_backend(backend)
         rule = _check_threshold(threshold)
         reference, loaded = _model_reference(model)
+        if backend == "auto":  # decided once, here: every vector of the archive comes from one backend
+            from ..backends.choice import resolve
+
+            backend = resolve(loaded.tower("a"), backend)
         manifest = {
             "format": FORMAT,
             "library": "sbert-siamese",

@@ -284,3 +284,14 @@ def test_deep_metadata_is_refused(archive):
     with pytest.raises(ArchiveError, match="nested") as err:
         archive.add(["a"], metadata=[deep])
     assert err.value.field == "metadata[0]"
+
+
+def test_auto_backend_is_decided_at_create_and_stored_as_the_real_one(model_dir, tmp_path):
+    """Every vector of an archive comes from one backend: auto is resolved once (here: no measured choice,
+    so the fallback) and the manifest names that backend, not 'auto'."""
+    from sbert_siamese.backends.choice import FALLBACK
+
+    with Archive.create(tmp_path / "auto", model_dir, backend="auto") as a:
+        assert a.backend == FALLBACK
+    manifest = json.loads((tmp_path / "auto" / "archive.json").read_text(encoding="utf-8"))
+    assert manifest["backend"] == FALLBACK
