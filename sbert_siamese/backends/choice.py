@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import ConfigError, ModelFormatError
 from ..io.safe_io import atomic_write_text
-from . import BACKENDS, EXACT, check_backend
+from . import BACKENDS, EXACT, check_backend, exported_file
 
 logger = logging.getLogger(__name__)
 
@@ -192,15 +192,8 @@ def resolve(encoder, backend: str) -> str:
 
 
 def _exported(source, backend: str, fingerprint: str) -> bool:
-    """Whether the model folder holds an export of ``backend`` made from these weights."""
-    if backend == "torch":
-        return True
-    if backend.startswith("openvino"):
-        from .openvino import read_export_info
-    else:
-        from .onnx import read_export_info
-    info = read_export_info(source)
-    return bool(info) and info.get("weights") == fingerprint and backend in info["files"]
+    """Whether the model folder holds an export of ``backend`` made from these weights (torch needs none)."""
+    return backend == "torch" or exported_file(source, backend, fingerprint, warn=False) is not None
 
 
 def _resolve_auto(encoder, source) -> str:

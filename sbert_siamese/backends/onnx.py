@@ -236,19 +236,12 @@ class OnnxRunner:
 def runner_for(encoder, backend: str) -> OnnxRunner:
     """The runner for ``backend``: the model directory's exported file when it was made from these weights,
     else a fresh export in a temporary folder (about 10-20 s for a 6-layer model), kept for this session."""
+    from . import exported_file
+
     names = input_names(encoder)
-    fingerprint = weights_fingerprint(encoder)
-    source = getattr(encoder, "source_path", None)
-    if source is not None:
-        info = read_export_info(source)
-        if info and info.get("weights") == fingerprint and backend in info["files"]:
-            return OnnxRunner(Path(source) / ONNX_DIR / info["files"][backend], names)
-        if info:
-            logger.warning(
-                "%s was exported from other weights or without %s; exporting again for this session",
-                Path(source) / ONNX_DIR,
-                backend,
-            )
+    saved = exported_file(getattr(encoder, "source_path", None), backend, weights_fingerprint(encoder))
+    if saved is not None:
+        return OnnxRunner(saved, names)
     with tempfile.TemporaryDirectory(prefix="sbert-siamese-onnx-") as tmp:
         export_onnx(encoder, tmp, int8=backend == "onnx-int8")
         return OnnxRunner(Path(tmp) / ONNX_DIR / FILES[backend], names)  # ORT holds the model in memory

@@ -298,19 +298,13 @@ def runner_for(encoder, backend: str) -> OpenVinoRunner:
     """The runner for ``backend``: the model directory's exported file when it was made from these weights,
     else a fresh export in a temporary folder (int8: calibrated on the bundled sample), kept for this
     session."""
+    from . import exported_file
+
     names = input_names(encoder)
     precision = PRECISIONS[backend]
-    source = getattr(encoder, "source_path", None)
-    if source is not None:
-        info = read_export_info(source)
-        if info and info.get("weights") == weights_fingerprint(encoder) and backend in info["files"]:
-            return OpenVinoRunner(Path(source) / OPENVINO_DIR / info["files"][backend], names, precision)
-        if info:
-            logger.warning(
-                "%s was exported from other weights or without %s; exporting again for this session",
-                Path(source) / OPENVINO_DIR,
-                backend,
-            )
+    saved = exported_file(getattr(encoder, "source_path", None), backend, weights_fingerprint(encoder))
+    if saved is not None:
+        return OpenVinoRunner(saved, names, precision)
     with tempfile.TemporaryDirectory(prefix="sbert-siamese-openvino-") as tmp:
         export_openvino(encoder, tmp, int8=backend == "openvino-int8")
         return OpenVinoRunner(Path(tmp) / OPENVINO_DIR / file_of(backend), names, precision)
